@@ -1,0 +1,169 @@
+package noventiq
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	configStoragePath = "config"
+
+	// ProductionURL is the Noventiq e-commerce API's production base URL.
+	ProductionURL = "https://api.ecommerce.noventiq.com"
+
+	// TestURL is the vendor's test environment. The vendor's pages also
+	// spell it with "demoslweb"; the url field takes either.
+	TestURL = "https://api.ecommerce.noventiq.com.demonqweb.com"
+
+	defaultRequestTimeout = 10 * time.Second
+	maxRequestTimeout     = 5 * time.Minute
+)
+
+// config is the stored entry at configStoragePath. The storage entry is
+// seal-wrapped where the seal supports it.
+type config struct {
+	Username       string        `json:"username"`
+	Password       string        `json:"password"`
+	URL            string        `json:"url"`
+	RequestTimeout time.Duration `json:"request_timeout"`
+	CACert         string        `json:"ca_cert,omitempty"`
+}
+
+// readConfig returns the stored config, or nil when none is stored.
+func readConfig(ctx context.Context, storage logical.Storage) (*config, error) {
+	entry, err := storage.Get(ctx, configStoragePath)
+	if err != nil {
+		return nil, fmt.Errorf("reading config from storage: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+
+	cfg := &config{}
+	if err := entry.DecodeJSON(cfg); err != nil {
+		return nil, fmt.Errorf("decoding stored config: %w", err)
+	}
+	return cfg, nil
+}
+
+func writeConfig(ctx context.Context, storage logical.Storage, cfg *config) error {
+	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
+	if err != nil {
+		return fmt.Errorf("encoding config: %w", err)
+	}
+	entry.SealWrap = true
+
+	if err := storage.Put(ctx, entry); err != nil {
+		return fmt.Errorf("writing config to storage: %w", err)
+	}
+	return nil
+}
+
+// validate checks every field and normalises the URL. Its errors name the
+// field and never contain the password.
+func (c *config) validate() error {
+	if c.Username == "" {
+		return errors.New("username must not be empty")
+	}
+	if c.Password == "" {
+		return errors.New("password must not be empty")
+	}
+
+	normalized, err := validateURL(c.URL)
+	if err != nil {
+		return err
+	}
+	c.URL = normalized
+
+	if c.RequestTimeout <= 0 {
+		return fmt.Errorf("request_timeout must be positive, got %s", c.RequestTimeout)
+	}
+	if c.RequestTimeout > maxRequestTimeout {
+		return fmt.Errorf("request_timeout must be at most %s, got %s", maxRequestTimeout, c.RequestTimeout)
+	}
+
+	if c.CACert != "" {
+		if err := validateCACert(c.CACert); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateURL accepts an https base URL, or http for a loopback host, with
+// no user info, query or fragment. It returns the URL without a trailing
+// slash.
+func validateURL(raw string) (string, error) {
+	parsed, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("url %q is not a valid URL", raw)
+	}
+	if parsed.Host == "" || parsed.Hostname() == "" {
+		return "", fmt.Errorf("url %q has no host; expected a base URL such as %s", raw, ProductionURL)
+	}
+
+	switch parsed.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(parsed.Hostname()) {
+			return "", fmt.Errorf("url %q must use https; plain http is allowed only for loopback hosts", raw)
+		}
+	default:
+		return "", fmt.Errorf("url %q must use https", raw)
+	}
+
+	if parsed.User != nil {
+		return "", fmt.Errorf("url must not contain user info; set username and password instead")
+	}
+	if parsed.RawQuery != "" || parsed.Fragment != "" || parsed.ForceQuery {
+		return "", fmt.Errorf("url %q must not contain a query or fragment", raw)
+	}
+
+	parsed.Path = strings.TrimRight(parsed.Path, "/")
+	parsed.RawPath = ""
+	return parsed.String(), nil
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP address.
+// Only those may be reached over plain http.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validateCACert requires at least one PEM block and that every
+// CERTIFICATE block parses.
+func validateCACert(pemData string) error {
+	rest := []byte(pemData)
+	found := 0
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return fmt.Errorf("ca_cert contains a PEM block of type %q; only CERTIFICATE blocks are accepted", block.Type)
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("ca_cert contains an invalid certificate: %v", err)
+		}
+		found++
+	}
+	if found == 0 {
+		return errors.New("ca_cert contains no PEM-encoded certificate")
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package noventiq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const secretTokenType = "noventiq_token"
+
+const pathTokenHelpSynopsis = "Log in to the Noventiq API and return a token as a lease."
+
+const pathTokenHelpDescription = `
+Each read logs in to the Noventiq e-commerce API with the stored credentials
+and returns a new API token with the times it was issued and expires.
+
+The lease is not renewable and ends no later than the token: 24 hours after
+the API issued it, or earlier when the mount's max lease TTL is shorter.
+Read again for a new token before the lease ends.
+
+Revoking the lease does not invalidate the token upstream: the API offers no
+way to revoke a token, so a revoked lease's token stays usable until it
+expires.
+`
+
+func pathToken(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: "token",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "noventiq",
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{Callback: b.tokenRead},
+		},
+		HelpSynopsis:    pathTokenHelpSynopsis,
+		HelpDescription: strings.TrimSpace(pathTokenHelpDescription),
+	}
+}
+
+func secretToken(b *backend) *framework.Secret {
+	return &framework.Secret{
+		Type: secretTokenType,
+		Fields: map[string]*framework.FieldSchema{
+			"token": {
+				Type:        framework.TypeString,
+				Description: "Noventiq API token, sent as \"Authorization: Bearer <token>\".",
+			},
+			"issued_at": {
+				Type:        framework.TypeTime,
+				Description: "When the API issued the token (RFC 3339).",
+			},
+			"expires_at": {
+				Type:        framework.TypeTime,
+				Description: "When the token stops working upstream, 24 hours after issue (RFC 3339).",
+			},
+		},
+		Revoke: b.tokenRevoke,
+	}
+}
+
+func (b *backend) tokenRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	s, err := b.currentSession(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return logical.ErrorResponse(fmt.Sprintf(
+			"%v: write username and password to %sconfig first", errNotConfigured, req.MountPoint)), nil
+	}
+
+	start := time.Now()
+	result, err := s.client.login(ctx, s.config.Username, s.config.Password)
+	b.logLogin("token read", s.client.host, start, err)
+	if err != nil {
+		return nil, upstreamError(err)
+	}
+
+	life, err := tokenLifeOf(result, time.Now())
+	if err != nil {
+		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
+	}
+
+	ttl := life.remaining
+	if maxTTL := b.System().MaxLeaseTTL(); maxTTL > 0 && ttl > maxTTL {
+		ttl = maxTTL
+	}
+
+	resp := b.Secret(secretTokenType).Response(map[string]interface{}{
+		"token":      result.Token,
+		"issued_at":  life.issuedAt.UTC().Format(time.RFC3339),
+		"expires_at": life.expiresAt.UTC().Format(time.RFC3339),
+	}, map[string]interface{}{
+		"expires_at": life.expiresAt.UTC().Format(time.RFC3339),
+	})
+	resp.Secret.TTL = ttl
+	resp.Secret.MaxTTL = ttl
+	resp.Secret.Renewable = false
+	return resp, nil
+}
+
+// tokenRevoke ends a lease. The API has no way to revoke a token, so the
+// token itself keeps working until it expires.
+func (b *backend) tokenRevoke(_ context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	expiresAt, _ := req.Secret.InternalData["expires_at"].(string)
+	b.Logger().Info("lease revoked; the Noventiq token stays valid upstream until it expires",
+		"expires_at", expiresAt)
+	return nil, nil
+}
+
+// logLogin writes one debug line per login with its duration and outcome.
+// It never logs the token or the credentials.
+func (b *backend) logLogin(operation, host string, start time.Time, err error) {
+	took := time.Since(start)
+	if err != nil {
+		b.Logger().Debug("login failed", "operation", operation, "host", host, "took", took, "error", err)
+		return
+	}
+	b.Logger().Debug("login succeeded", "operation", operation, "host", host, "took", took)
+}
+
+// upstreamError turns a login error into the HTTP status Vault returns: 504
+// for a timeout, 502 for anything else the API or the network did wrong.
+func upstreamError(err error) error {
+	var transportErr *TransportError
+	if errors.As(err, &transportErr) && transportErr.Kind == "timeout" {
+		return logical.CodedError(http.StatusGatewayTimeout, err.Error())
+	}
+	return logical.CodedError(http.StatusBadGateway, err.Error())
+}
