@@ -21,8 +21,17 @@ if on_path=$(command -v vault 2>/dev/null) && reports_pinned_version "$on_path";
   exit 0
 fi
 
-echo "building Vault $VAULT_VERSION into $VAULT_BIN_CACHED (a cold build takes about 10 minutes)" >&2
+# Only one build at a time: a second caller waits for the first and then
+# finds the cached binary.
 mkdir -p "$(dirname "$VAULT_BIN_CACHED")"
+exec 9>"$(dirname "$VAULT_BIN_CACHED")/.build.lock"
+flock 9
+if [ -x "$VAULT_BIN_CACHED" ] && reports_pinned_version "$VAULT_BIN_CACHED"; then
+  echo "$VAULT_BIN_CACHED"
+  exit 0
+fi
+
+echo "building Vault $VAULT_VERSION into $VAULT_BIN_CACHED (a cold build takes about 10 minutes)" >&2
 tmp=$VAULT_BIN_CACHED.tmp.$$
 trap 'rm -f "$tmp"' EXIT
 
