@@ -257,11 +257,18 @@ type cliResult struct {
 // standard input.
 func (v *vaultServer) cli(t testing.TB, token, stdin string, args ...string) cliResult {
 	t.Helper()
+	return v.cliEnv(t, nil, token, stdin, args...)
+}
+
+// cliEnv is cli with extra environment variables.
+func (v *vaultServer) cliEnv(t testing.TB, env []string, token, stdin string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	cmd := exec.CommandContext(ctx, vaultBin, args...)
 	cmd.Env = append(cleanEnv(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+token)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
@@ -280,10 +287,15 @@ func (v *vaultServer) mustCLI(t testing.TB, args ...string) string {
 	return res.Stdout
 }
 
-// mustCLIJSON runs a vault CLI command with -format=json and decodes it.
+// mustCLIJSON runs a vault CLI command as root with JSON output and
+// decodes that output into out.
 func (v *vaultServer) mustCLIJSON(t testing.TB, out interface{}, args ...string) {
 	t.Helper()
-	stdout := v.mustCLI(t, append([]string{args[0], "-format=json"}, args[1:]...)...)
+	res := v.cliEnv(t, []string{"VAULT_FORMAT=json"}, v.Token, "", args...)
+	if res.Err != nil {
+		t.Fatalf("vault %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), res.Err, res.Stdout, res.Stderr)
+	}
+	stdout := res.Stdout
 	if err := json.Unmarshal([]byte(stdout), out); err != nil {
 		t.Fatalf("decoding output of vault %s: %v\n%s", strings.Join(args, " "), err, stdout)
 	}
