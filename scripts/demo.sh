@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs the engine end to end on this machine: builds the plugin (and the
-# pinned Vault if it is not cached), starts the stand-in Noventiq API and a
-# Vault dev server on loopback, registers and enables the plugin, writes
-# the config, reads a token and shows its lease. Everything it starts stops
-# when it exits.
+# Runs the engine end to end on this machine. It builds the plugin, and the
+# pinned Vault if it is not cached, then starts the stand-in Noventiq API
+# and a Vault dev server on loopback. It registers and enables the plugin,
+# writes the config, reads a token and shows its lease. Everything it
+# starts stops when it exits.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
