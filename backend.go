@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
@@ -51,17 +52,27 @@ type backend struct {
 	writeMu sync.Mutex
 
 	configFields map[string]*framework.FieldSchema
+
+	// now is the clock that token lifetimes are measured against. Tests
+	// replace it before the first request.
+	now func() time.Time
 }
 
-// session pairs a config with the client built from it. It is immutable, so
-// a login always uses one consistent set of settings.
+// session pairs a config with the client built from it. Its fields never
+// change, so a login always uses one consistent set of settings.
+//
+// tokens caches the token that reads share when the config sets
+// reuse_token. It belongs to the session, so reset drops it with the session, and a
+// login that finishes after a reset fills only the dropped session's cache,
+// never the next one's.
 type session struct {
 	config *config
 	client *client
+	tokens *tokenCache
 }
 
 func newBackend(version string) *backend {
-	b := &backend{}
+	b := &backend{now: time.Now}
 	configPath := pathConfig(b)
 	b.configFields = configPath.Fields
 	b.Backend = &framework.Backend{
@@ -124,7 +135,11 @@ func (b *backend) currentSession(ctx context.Context, storage logical.Storage) (
 		return nil, fmt.Errorf("stored config is unusable: %w", err)
 	}
 
-	s := &session{config: cfg, client: c}
+	s := &session{
+		config: cfg,
+		client: c,
+		tokens: newTokenCache(cfg.ReuseMinTTL, b.now, b.Logger()),
+	}
 	b.cached.Store(s)
 	return s, nil
 }

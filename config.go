@@ -26,6 +26,10 @@ const (
 
 	defaultRequestTimeout = 10 * time.Second
 	maxRequestTimeout     = 5 * time.Minute
+
+	// defaultReuseMinTTL is the default minimum life a shared token must
+	// have left to be handed out again. It must stay below TokenLifetime.
+	defaultReuseMinTTL = time.Hour
 )
 
 // config is the stored entry at configStoragePath. The storage entry is
@@ -36,6 +40,11 @@ type config struct {
 	URL            string        `json:"url"`
 	RequestTimeout time.Duration `json:"request_timeout"`
 	CACert         string        `json:"ca_cert,omitempty"`
+
+	// ReuseToken makes token reads share one token while it has at least
+	// ReuseMinTTL of life left, instead of logging in for every read.
+	ReuseToken  bool          `json:"reuse_token"`
+	ReuseMinTTL time.Duration `json:"reuse_min_ttl"`
 }
 
 // readConfig returns the stored config, or nil when none is stored.
@@ -51,6 +60,12 @@ func readConfig(ctx context.Context, storage logical.Storage) (*config, error) {
 	cfg := &config{}
 	if err := entry.DecodeJSON(cfg); err != nil {
 		return nil, fmt.Errorf("decoding stored config: %w", err)
+	}
+
+	// An entry stored before reuse_min_ttl existed has none: give it the
+	// default so that a later partial write still validates.
+	if cfg.ReuseMinTTL == 0 {
+		cfg.ReuseMinTTL = defaultReuseMinTTL
 	}
 	return cfg, nil
 }
@@ -89,6 +104,16 @@ func (c *config) validate() error {
 	}
 	if c.RequestTimeout > maxRequestTimeout {
 		return fmt.Errorf("request_timeout must be at most %s, got %s", maxRequestTimeout, c.RequestTimeout)
+	}
+
+	// The limit applies whether or not reuse_token is set, so that turning
+	// reuse on later cannot meet a stored value that never works.
+	if c.ReuseMinTTL <= 0 {
+		return fmt.Errorf("reuse_min_ttl must be positive, got %s", c.ReuseMinTTL)
+	}
+	if c.ReuseMinTTL >= TokenLifetime {
+		return fmt.Errorf("reuse_min_ttl must be less than the token lifetime of %s, got %s; "+
+			"a shared token could never be handed out", TokenLifetime, c.ReuseMinTTL)
 	}
 
 	if c.CACert != "" {

@@ -26,6 +26,16 @@ needs username and password; an update changes only the fields it sends.
 By default a write first logs in with the new settings and stores nothing
 if the API rejects them. Set verify_credentials=false to store settings
 while the API is unreachable.
+
+With reuse_token=true, reads of "token" share one token, kept in memory
+only. Each read still gets its own lease, whose TTL is the token's
+remaining life. The shared token is handed out again only while it has at
+least reuse_min_ttl left, so set reuse_min_ttl longer than the longest job
+that uses one token. Vault Agent re-fetches a non-renewable secret once
+lease_renewal_threshold (default 0.9) of its lease has passed, so it
+re-fetches while its token still has at least (1 - threshold) *
+reuse_min_ttl left: 6 minutes with the defaults. Any write or delete of
+this path drops the shared token.
 `
 
 const (
@@ -35,6 +45,8 @@ const (
 	fieldRequestTimeout    = "request_timeout"
 	fieldCACert            = "ca_cert"
 	fieldVerifyCredentials = "verify_credentials"
+	fieldReuseToken        = "reuse_token"
+	fieldReuseMinTTL       = "reuse_min_ttl"
 )
 
 func pathConfig(b *backend) *framework.Path {
@@ -71,6 +83,20 @@ func pathConfig(b *backend) *framework.Path {
 				Type: framework.TypeString,
 				Description: "PEM-encoded CA certificates to trust for the API's TLS certificate " +
 					"instead of the system trust store. Empty uses the system trust store.",
+			},
+			fieldReuseToken: {
+				Type: framework.TypeBool,
+				Description: "Share one token among token reads while it has at least reuse_min_ttl " +
+					"of life left, instead of logging in for every read. The shared token is kept " +
+					"in memory only.",
+				Default: false,
+			},
+			fieldReuseMinTTL: {
+				Type: framework.TypeDurationSecond,
+				Description: "Minimum remaining life, as seconds or a duration string such as \"2h\", " +
+					"for the shared token to be handed out again; below it the next read logs in. " +
+					"Positive and less than 24h. Used only with reuse_token=true.",
+				Default: int(defaultReuseMinTTL.Seconds()),
 			},
 			fieldVerifyCredentials: {
 				Type: framework.TypeBool,
@@ -118,6 +144,8 @@ func configResponseData(cfg *config) map[string]interface{} {
 		fieldURL:            cfg.URL,
 		fieldRequestTimeout: int64(cfg.RequestTimeout.Seconds()),
 		fieldCACert:         cfg.CACert,
+		fieldReuseToken:     cfg.ReuseToken,
+		fieldReuseMinTTL:    int64(cfg.ReuseMinTTL.Seconds()),
 	}
 }
 
@@ -251,6 +279,7 @@ func mergeConfig(existing *config, data *framework.FieldData) (*config, error) {
 	updated := &config{
 		URL:            ProductionURL,
 		RequestTimeout: defaultRequestTimeout,
+		ReuseMinTTL:    defaultReuseMinTTL,
 	}
 	if existing != nil {
 		copied := *existing
@@ -283,6 +312,12 @@ func mergeConfig(existing *config, data *framework.FieldData) (*config, error) {
 	if v, ok := data.GetOk(fieldCACert); ok {
 		updated.CACert = v.(string)
 	}
+	if v, ok := data.GetOk(fieldReuseToken); ok {
+		updated.ReuseToken = v.(bool)
+	}
+	if v, ok := data.GetOk(fieldReuseMinTTL); ok {
+		updated.ReuseMinTTL = time.Duration(v.(int)) * time.Second
+	}
 
 	if err := updated.validate(); err != nil {
 		return nil, err
@@ -311,6 +346,12 @@ func changedFields(before, after *config) []string {
 	}
 	if before.CACert != after.CACert {
 		changed = append(changed, fieldCACert)
+	}
+	if before.ReuseToken != after.ReuseToken {
+		changed = append(changed, fieldReuseToken)
+	}
+	if before.ReuseMinTTL != after.ReuseMinTTL {
+		changed = append(changed, fieldReuseMinTTL)
 	}
 	return changed
 }

@@ -34,6 +34,8 @@ func TestConfigCreateAndRead(t *testing.T) {
 		"url":             api.URL,
 		"request_timeout": int64(15),
 		"ca_cert":         "",
+		"reuse_token":     false,
+		"reuse_min_ttl":   int64(3600),
 	}
 	for key, value := range want {
 		if resp.Data[key] != value {

@@ -18,7 +18,9 @@ const pathTokenHelpSynopsis = "Log in to the Noventiq API and return a token as 
 
 const pathTokenHelpDescription = `
 Each read logs in to the Noventiq e-commerce API with the stored credentials
-and returns a new API token with the times it was issued and expires.
+and returns a new API token with the times it was issued and expires. When
+the config sets reuse_token=true, reads share one token while it has at
+least reuse_min_ttl of life left, each read with its own lease.
 
 The lease is not renewable and ends no later than the token: 24 hours after
 the API issued it, or earlier when the mount's max lease TTL is shorter.
@@ -74,34 +76,55 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, _ *framew
 			"%v: write username and password to %sconfig first", errNotConfigured, req.MountPoint)), nil
 	}
 
-	start := time.Now()
-	result, err := s.client.login(ctx, s.config.Username, s.config.Password)
-	b.logLogin("token read", s.client.host, start, err)
+	var token *issuedToken
+	if s.config.ReuseToken {
+		token, err = s.tokens.get(ctx, func(loginCtx context.Context) (*issuedToken, error) {
+			return b.loginForRead(loginCtx, s, "shared token read")
+		})
+	} else {
+		token, err = b.loginForRead(ctx, s, "token read")
+	}
 	if err != nil {
-		return nil, upstreamError(err)
+		return nil, err
 	}
 
-	life, err := tokenLifeOf(result, time.Now())
-	if err != nil {
-		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
+	ttl := token.expiresAt.Sub(b.now())
+	if ttl <= 0 {
+		return nil, logical.CodedError(http.StatusBadGateway,
+			"the token expired before it could be handed out; read again")
 	}
-
-	ttl := life.remaining
 	if maxTTL := b.System().MaxLeaseTTL(); maxTTL > 0 && ttl > maxTTL {
 		ttl = maxTTL
 	}
 
 	resp := b.Secret(secretTokenType).Response(map[string]interface{}{
-		"token":      result.Token,
-		"issued_at":  life.issuedAt.UTC().Format(time.RFC3339),
-		"expires_at": life.expiresAt.UTC().Format(time.RFC3339),
+		"token":      token.value,
+		"issued_at":  token.issuedAt.UTC().Format(time.RFC3339),
+		"expires_at": token.expiresAt.UTC().Format(time.RFC3339),
 	}, map[string]interface{}{
-		"expires_at": life.expiresAt.UTC().Format(time.RFC3339),
+		"expires_at": token.expiresAt.UTC().Format(time.RFC3339),
 	})
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
 	resp.Secret.Renewable = false
 	return resp, nil
+}
+
+// loginForRead logs in with the session's settings and estimates the new
+// token's life. Its errors carry the HTTP status that Vault returns.
+func (b *backend) loginForRead(ctx context.Context, s *session, operation string) (*issuedToken, error) {
+	start := time.Now()
+	result, err := s.client.login(ctx, s.config.Username, s.config.Password)
+	b.logLogin(operation, s.client.host, start, err)
+	if err != nil {
+		return nil, upstreamError(err)
+	}
+
+	life, err := tokenLifeOf(result, b.now())
+	if err != nil {
+		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
+	}
+	return &issuedToken{value: result.Token, issuedAt: life.issuedAt, expiresAt: life.expiresAt}, nil
 }
 
 // tokenRevoke ends a lease. The API has no way to revoke a token, so the
