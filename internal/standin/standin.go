@@ -139,6 +139,17 @@ func (s *Server) TokenValid(token string) bool {
 	return apiErr == nil
 }
 
+// TokenIssuedAt returns the issue time recorded when token was issued, with
+// Options.IssuedAgo applied, and whether s still stores the token. Expired
+// tokens are still stored, and evicted tokens are not.
+func (s *Server) TokenIssuedAt(token string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	record, ok := s.tokens.lookup(token)
+	return record.issuedAt, ok
+}
+
 // ServeHTTP routes a request to the login or whoami endpoint. Any other
 // path gets 404 with an empty body, and a wrong method gets 405 with an
 // Allow header.

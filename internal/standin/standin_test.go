@@ -700,6 +700,36 @@ func TestTokenStoreEvictsOldest(t *testing.T) {
 	}
 }
 
+func TestTokenIssuedAt(t *testing.T) {
+	t.Parallel()
+	s, ts, clock := startServer(t, Options{TokenLifetime: time.Minute, IssuedAgo: time.Hour})
+	first := login(t, ts.URL)
+	clock.Advance(2 * time.Minute)
+	second := login(t, ts.URL)
+
+	want := map[string]time.Time{
+		first:  testStart.Add(-time.Hour),
+		second: testStart.Add(2*time.Minute - time.Hour),
+	}
+	for token, wantIssuedAt := range want {
+		issuedAt, ok := s.TokenIssuedAt(token)
+		if !ok {
+			t.Errorf("TokenIssuedAt(%q): not found", token)
+			continue
+		}
+		if !issuedAt.Equal(wantIssuedAt) {
+			t.Errorf("TokenIssuedAt(%q) = %v, want %v", token, issuedAt, wantIssuedAt)
+		}
+	}
+	if s.TokenValid(first) {
+		t.Errorf("TokenValid(first) = true after its lifetime, want it expired but still stored")
+	}
+
+	if _, ok := s.TokenIssuedAt("0123456789abcdef0123456789abcdef"); ok {
+		t.Errorf("TokenIssuedAt of a token never issued: found")
+	}
+}
+
 func TestTokenValidUnknown(t *testing.T) {
 	t.Parallel()
 	s := New(Options{})
