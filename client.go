@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,9 +26,10 @@ import (
 const (
 	loginPath = "/v1/login_check"
 
-	// maxResponseBytes caps how much of a login response is read. A real
-	// response is well under 1 KiB; the cap keeps a misbehaving upstream
-	// from making the plugin allocate without bound.
+	// maxResponseBytes caps how much of a login response's body is read,
+	// and separately the size of its headers. A real response is well under
+	// 1 KiB; the cap keeps a misbehaving upstream from making the plugin
+	// allocate without bound.
 	maxResponseBytes = 64 << 10
 
 	// Retry policy for connection errors and 5xx responses. All attempts
@@ -35,6 +38,11 @@ const (
 	retryWaitMin = 200 * time.Millisecond
 	retryWaitMax = 2 * time.Second
 )
+
+// testDialContext, when set, replaces the dialer of clients built after it
+// is set. Tests use it to simulate network failures, such as a DNS error,
+// without leaving the machine.
+var testDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // loginResult is what a successful login returns.
 type loginResult struct {
@@ -71,6 +79,10 @@ func newClient(baseURL string, timeout time.Duration, caPEM string, logger hclog
 	}
 
 	transport := cleanhttp.DefaultPooledTransport()
+	transport.MaxResponseHeaderBytes = maxResponseBytes
+	if testDialContext != nil {
+		transport.DialContext = testDialContext
+	}
 	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if caPEM != "" {
 		pool := x509.NewCertPool()
@@ -128,21 +140,25 @@ func (c *client) login(ctx context.Context, username, password string) (*loginRe
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 
-	attempts := 0
+	attempts := &attemptLog{}
 	result := &loginResult{RequestSent: time.Now()}
-	resp, err := c.do(req, &attempts)
-	result.Attempts = attempts
+	req.Request = req.Request.WithContext(context.WithValue(ctx, attemptLogKey{}, attempts))
+	resp, err := c.http.Do(req)
+	result.Attempts = attempts.count
 	if err != nil {
-		return nil, c.transportError(ctx, err, password)
+		return nil, c.transportError(ctx, err, attempts, password)
 	}
 	defer resp.Body.Close()
 
-	if err := c.checkResponse(resp, password); err != nil {
+	if err := c.checkResponse(ctx, resp, attempts, password); err != nil {
 		return nil, err
 	}
 
 	token, err := decodeToken(resp.Body)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, c.timeoutError(attempts, "the response body did not arrive in time")
+		}
 		return nil, &ResponseError{Host: c.host, Reason: err.Error()}
 	}
 	result.Token = token
@@ -151,103 +167,207 @@ func (c *client) login(ctx context.Context, username, password string) (*loginRe
 	return result, nil
 }
 
-// do sends req through the retrying client, counting attempts.
-func (c *client) do(req *retryablehttp.Request, attempts *int) (*http.Response, error) {
-	req.Request = req.Request.WithContext(withAttemptCounter(req.Context(), attempts))
-	return c.http.Do(req)
-}
-
 // checkResponse turns any status but 200 into an error, reading at most
 // maxResponseBytes of the body.
-func (c *client) checkResponse(resp *http.Response, password string) error {
+func (c *client) checkResponse(ctx context.Context, resp *http.Response, attempts *attemptLog, password string) error {
 	if resp.StatusCode == http.StatusOK {
 		return nil
 	}
 
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	apiErr := &APIError{StatusCode: resp.StatusCode, Host: c.host}
+	apiErr := &APIError{StatusCode: resp.StatusCode, Host: c.host, Attempts: attempts.count}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		apiErr.Location = redactURL(resp.Header.Get("Location"))
 		return apiErr
 	}
 
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil && ctx.Err() != nil {
+		return c.timeoutError(attempts, fmt.Sprintf("the body of an HTTP %d response did not arrive in time",
+			resp.StatusCode))
+	}
 	apiErr.Errors = parseErrorBody(raw, password)
 	return apiErr
 }
 
 // transportError explains an error from the HTTP client in words that name
-// the host but not the URL's query, the body or any credential.
-func (c *client) transportError(ctx context.Context, err error, password string) error {
+// the host but not the URL, the body or any credential.
+func (c *client) transportError(ctx context.Context, err error, attempts *attemptLog, password string) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &TransportError{Host: c.host, Kind: "timeout",
-			Detail: fmt.Sprintf("no response within request_timeout (%s)", c.timeout)}
+		return c.timeoutError(attempts, "")
 	}
 	if errors.Is(err, context.Canceled) {
 		return &TransportError{Host: c.host, Kind: "canceled", Detail: "the request was canceled"}
 	}
 
+	kind, detail := classifyTransportError(err)
+	return &TransportError{Host: c.host, Kind: kind, Detail: cleanUpstreamText(detail, password)}
+}
+
+// timeoutError reports a login that used up request_timeout. When earlier
+// attempts failed, it names the last failure, which is usually the cause.
+func (c *client) timeoutError(attempts *attemptLog, what string) error {
+	detail := fmt.Sprintf("no usable response within request_timeout (%s)", c.timeout)
+	if what != "" {
+		detail = fmt.Sprintf("%s: %s", detail, what)
+	}
+	if last := attempts.describeLastFailure(); attempts.count > 1 && last != "" {
+		detail = fmt.Sprintf("%s; %d attempts, the last failure was %s", detail, attempts.count, last)
+	}
+	return &TransportError{Host: c.host, Kind: "timeout", Detail: detail}
+}
+
+// classifyTransportError names the kind of a failure that got no HTTP
+// response and explains it. Only the "network" kind quotes the underlying
+// error, without the URL that net/http puts around it, so callers must
+// scrub its detail of credentials.
+func classifyTransportError(err error) (kind, detail string) {
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
-		return &TransportError{Host: c.host, Kind: "dns", Detail: "the host name could not be resolved"}
+		if dnsErr.IsNotFound {
+			return "dns", "the host name could not be resolved (no such host)"
+		}
+		return "dns", "the host name could not be resolved (the DNS lookup failed)"
 	}
 
-	var certErr *tls.CertificateVerificationError
-	var unknownAuthority x509.UnknownAuthorityError
-	var hostnameErr x509.HostnameError
-	if errors.As(err, &certErr) || errors.As(err, &unknownAuthority) || errors.As(err, &hostnameErr) {
-		return &TransportError{Host: c.host, Kind: "tls",
-			Detail: "the server's TLS certificate could not be verified; set ca_cert if it is signed by a private CA"}
+	if isCertificateError(err) {
+		return "tls", "the server's TLS certificate could not be verified; " +
+			"set ca_cert if it is signed by a private CA"
+	}
+	if isNotTLSError(err) {
+		return "tls", "the server did not answer with TLS; check that the url's scheme matches the server"
 	}
 
 	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Op == "dial" {
-		return &TransportError{Host: c.host, Kind: "connect", Detail: "the connection was refused or could not be opened"}
+	if errors.As(err, &opErr) {
+		switch opErr.Op {
+		case "proxyconnect":
+			return "proxy", "the proxy set by HTTPS_PROXY could not be reached"
+		case "dial":
+			return "connect", "the connection was refused or could not be opened"
+		}
 	}
 
-	// Anything else: keep the innermost message, which for net/http errors
-	// names the failure without the URL, and scrub it once more.
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "network", "the server closed the connection before it sent a complete response"
+	}
+
 	inner := err
 	var urlErr *url.Error
 	if errors.As(err, &urlErr) {
 		inner = urlErr.Err
 	}
-	return &TransportError{Host: c.host, Kind: "network", Detail: redact(inner.Error(), password)}
+	return "network", omitQuotedText(inner.Error())
+}
+
+// omitQuotedText cuts an error message at its first double quote. net/http
+// quotes bytes of a malformed response in its errors, and a server that
+// echoes the request would put the password there in an escaped form that
+// redact cannot recognise.
+func omitQuotedText(message string) string {
+	before, _, found := strings.Cut(message, `"`)
+	if !found {
+		return message
+	}
+	return strings.TrimSpace(before) + " (quoted response text omitted)"
+}
+
+// isPermanentError reports whether a failure that got no HTTP response
+// would fail the same way if retried.
+func isPermanentError(err error) bool {
+	var dnsErr *net.DNSError
+	return isCertificateError(err) || isNotTLSError(err) ||
+		(errors.As(err, &dnsErr) && dnsErr.IsNotFound)
+}
+
+// isNotTLSError reports whether the server answered a TLS handshake with
+// something else. net/http reports a plain HTTP answer only as an error
+// string, not as a type.
+func isNotTLSError(err error) bool {
+	var recordErr tls.RecordHeaderError
+	return errors.As(err, &recordErr) ||
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+}
+
+func isCertificateError(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostnameErr x509.HostnameError
+	var invalidErr x509.CertificateInvalidError
+	return errors.As(err, &certErr) || errors.As(err, &unknownAuthority) ||
+		errors.As(err, &hostnameErr) || errors.As(err, &invalidErr)
 }
 
 // logRetry logs each retry of a login. It runs before every attempt; the
 // first attempt is not a retry.
 func (c *client) logRetry(_ retryablehttp.Logger, req *http.Request, attempt int) {
-	if counter, ok := req.Context().Value(attemptCounterKey{}).(*int); ok {
-		*counter = attempt + 1
+	attempts, _ := req.Context().Value(attemptLogKey{}).(*attemptLog)
+	if attempts == nil {
+		return
 	}
+	attempts.count = attempt + 1
 	if attempt > 0 {
-		c.logger.Warn("retrying login", "host", c.host, "attempt", attempt+1)
+		c.logger.Warn("retrying login", "host", c.host, "attempt", attempt+1,
+			"after", attempts.describeLastFailure())
 	}
 }
 
-type attemptCounterKey struct{}
+// attemptLog records the attempts of one login for its error and log
+// messages. The retrying client calls its hooks one attempt after another
+// on the goroutine that runs the login, so it needs no lock.
+type attemptLog struct {
+	count int
 
-func withAttemptCounter(ctx context.Context, counter *int) context.Context {
-	return context.WithValue(ctx, attemptCounterKey{}, counter)
+	// lastStatus and lastErr describe the last attempt that failed for a
+	// reason other than the login's deadline: its response status, or its
+	// error when it got no response.
+	lastStatus int
+	lastErr    error
+}
+
+type attemptLogKey struct{}
+
+// record notes how a failed attempt ended. A 200 response is no failure,
+// and an attempt cut short by the deadline or a cancellation is not
+// recorded, so that a timeout can name the failure that led to it.
+func (l *attemptLog) record(resp *http.Response, err error) {
+	switch {
+	case resp != nil && resp.StatusCode == http.StatusOK:
+	case resp != nil:
+		l.lastStatus, l.lastErr = resp.StatusCode, nil
+	case err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
+		l.lastStatus, l.lastErr = 0, err
+	}
+}
+
+// describeLastFailure names the last recorded failure without quoting any
+// error text, so that it is safe for logs. It returns "" when none was
+// recorded.
+func (l *attemptLog) describeLastFailure() string {
+	switch {
+	case l.lastStatus != 0:
+		return fmt.Sprintf("HTTP %d", l.lastStatus)
+	case l.lastErr != nil:
+		kind, _ := classifyTransportError(l.lastErr)
+		return fmt.Sprintf("a %s error", kind)
+	default:
+		return ""
+	}
 }
 
 // retryPolicy retries connection errors and 5xx responses. It never retries
-// a 4xx (so rejected credentials never lock an account out), a redirect, or
-// a TLS verification failure, which would fail the same way again.
+// a 4xx (so rejected credentials never lock an account out), a redirect, a
+// TLS verification failure or a host name that does not exist, because
+// those fail the same way again. It also records the attempt's outcome.
 func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if attempts, ok := ctx.Value(attemptLogKey{}).(*attemptLog); ok {
+		attempts.record(resp, err)
+	}
+
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
 	if err != nil {
-		var certErr *tls.CertificateVerificationError
-		var unknownAuthority x509.UnknownAuthorityError
-		var hostnameErr x509.HostnameError
-		var dnsErr *net.DNSError
-		if errors.As(err, &certErr) || errors.As(err, &unknownAuthority) ||
-			errors.As(err, &hostnameErr) || (errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
-			return false, nil
-		}
-		return true, nil
+		return !isPermanentError(err), nil
 	}
 
 	return resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented, nil
@@ -297,8 +417,24 @@ func parseTokenResponse(raw []byte) (string, error) {
 	if *parsed.Token == "" {
 		return "", errors.New("the response's token is empty")
 	}
+	if !isVisibleASCII(*parsed.Token) {
+		return "", errors.New("the response's token contains characters other than visible ASCII, " +
+			"so it cannot be sent in an Authorization header")
+	}
 
 	return *parsed.Token, nil
+}
+
+// isVisibleASCII reports whether s consists of printable ASCII characters
+// other than space, the characters a Bearer token may contain (RFC 6750
+// allows only a subset of them).
+func isVisibleASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // parseDate parses an HTTP Date header in any of the three formats HTTP
@@ -329,17 +465,46 @@ func redactURL(raw string) string {
 	return parsed.String()
 }
 
-// redact removes every occurrence of secret, raw and JSON-escaped, from s.
+// redactedMarker replaces a secret in text that is shown or logged.
+const redactedMarker = "[redacted]"
+
+// redact removes secret from s in the forms it can take in an error or an
+// upstream message: as is, JSON-escaped, and with control characters turned
+// into spaces as sanitizeMessage does. If the secret still appears, for
+// example because it overlaps the marker that replaces it, the whole text is
+// withheld.
 func redact(s, secret string) string {
 	if secret == "" {
 		return s
 	}
-	s = strings.ReplaceAll(s, secret, "[redacted]")
-	if escaped, err := json.Marshal(secret); err == nil {
-		inner := string(escaped[1 : len(escaped)-1])
-		if inner != "" {
-			s = strings.ReplaceAll(s, inner, "[redacted]")
+
+	forms := secretForms(secret)
+	for _, form := range forms {
+		s = strings.ReplaceAll(s, form, redactedMarker)
+	}
+	for _, form := range forms {
+		if strings.Contains(s, form) {
+			return "(withheld: the text contained a secret)"
 		}
 	}
 	return s
+}
+
+// secretForms returns secret as is, JSON-escaped, Go-quoted as by %q, and
+// with control characters turned into spaces, without duplicates.
+func secretForms(secret string) []string {
+	forms := []string{secret}
+	add := func(form string) {
+		if form != "" && !slices.Contains(forms, form) {
+			forms = append(forms, form)
+		}
+	}
+
+	if escaped, err := json.Marshal(secret); err == nil {
+		add(string(escaped[1 : len(escaped)-1]))
+	}
+	quoted := strconv.Quote(secret)
+	add(quoted[1 : len(quoted)-1])
+	add(replaceControlCharacters(secret))
+	return forms
 }

@@ -42,6 +42,9 @@ type APIError struct {
 	// Location is the redirect target of a 3xx response, without user info
 	// or query.
 	Location string
+
+	// Attempts counts the requests of the login, retries included.
+	Attempts int
 }
 
 // HasCode reports whether the response carried the given error code.
@@ -70,6 +73,9 @@ func (e *APIError) Error() string {
 		return fmt.Sprintf("Noventiq API at %s has no login endpoint at %s (%s); "+
 			"check the url field of the config", e.Host, loginPath, status)
 	case e.StatusCode >= 500:
+		if e.Attempts > 1 {
+			status = fmt.Sprintf("%s after %d attempts", status, e.Attempts)
+		}
 		return fmt.Sprintf("Noventiq API at %s failed with %s; the API is failing, try again later",
 			e.Host, status)
 	case len(e.Errors) > 0:
@@ -119,23 +125,38 @@ func parseErrorBody(raw []byte, password string) []APIErrorItem {
 		}
 		items = append(items, APIErrorItem{
 			Code:    int(code),
-			Message: sanitizeMessage(redact(entry.Message, password)),
+			Message: cleanUpstreamText(entry.Message, password),
 		})
 	}
 	return items
 }
 
+// cleanUpstreamText makes text from the upstream or the network fit for an
+// error message: no password, no control characters, at most
+// maxUpstreamMessage bytes. It redacts before sanitizing, so that cutting
+// the text cannot leave part of the password, and again after, in case
+// turning control characters into spaces formed the password.
+func cleanUpstreamText(text, password string) string {
+	return redact(sanitizeMessage(redact(text, password)), password)
+}
+
+// sanitizeMessage turns control characters into spaces, drops invalid
+// UTF-8 and shortens the text to maxUpstreamMessage bytes.
 func sanitizeMessage(message string) string {
-	cleaned := strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, message)
+	cleaned := strings.ToValidUTF8(replaceControlCharacters(message), "")
 	if len(cleaned) > maxUpstreamMessage {
 		cleaned = strings.ToValidUTF8(cleaned[:maxUpstreamMessage], "") + "…"
 	}
 	return strings.TrimSpace(cleaned)
+}
+
+func replaceControlCharacters(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // TransportError is a login that got no HTTP response: a timeout, a DNS,
