@@ -1,0 +1,151 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/noventiq-vault/vault-plugin-secrets-noventiq/internal/standin"
+)
+
+// failoverTimeout bounds how long token and config reads may fail after the
+// active node dies. With Vault's default Raft timing they failed for about
+// 12 seconds on a 2-core machine, so the bound leaves room for a slow one.
+const failoverTimeout = 90 * time.Second
+
+// readTokenAndConfig reads a token and the config through node and checks
+// both. It returns an error instead of failing, for polling.
+func readTokenAndConfig(node *raftNode, fake *standin.Server) error {
+	secret, err := readWithin(node.server.Client, mountPath+"/token", 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("token read through %s: %w", node.ID, err)
+	}
+	if token, _ := secret.Data["token"].(string); !fake.TokenValid(token) {
+		return fmt.Errorf("token read through %s returned %q, not a token the API issued", node.ID, token)
+	}
+	if secret.LeaseID == "" {
+		return fmt.Errorf("token read through %s returned no lease", node.ID)
+	}
+
+	config, err := readWithin(node.server.Client, mountPath+"/config", 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("config read through %s: %w", node.ID, err)
+	}
+	if got := config.Data["username"]; got != standinUsername {
+		return fmt.Errorf("config read through %s: username = %v, want %q", node.ID, got, standinUsername)
+	}
+	return nil
+}
+
+func TestRaftClusterFailover(t *testing.T) {
+	fake, api := startStandin(t, standin.Options{})
+
+	// Every node gets its own copy of the plugin, as on separate machines;
+	// the catalog's SHA-256 must match each copy.
+	var pluginDirs []string
+	for range 3 {
+		dir := copyPlugin(t)
+		sum, err := fileSHA256(filepath.Join(dir, pluginName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum != pluginSHA256 {
+			t.Fatalf("plugin copy in %s has SHA-256 %s, want %s", dir, sum, pluginSHA256)
+		}
+		pluginDirs = append(pluginDirs, dir)
+	}
+
+	cluster := startRaftNodes(t, 3, func(i int) string { return pluginDirs[i] })
+	cluster.initialize(t)
+	leader := cluster.Nodes[0]
+	ids := []string{"node1", "node2", "node3"}
+	start := time.Now()
+	waitVoters(t, leader, 90*time.Second, ids...)
+	t.Logf("all three nodes were voters %s after the standbys unsealed", time.Since(start).Round(time.Second))
+
+	// The plugin is registered and mounted once, through the active node.
+	leader.server.enablePlugin(t)
+	leader.server.configure(t, api)
+
+	// Standbys forward the reads to the active node, which alone runs the
+	// plugin.
+	for _, node := range cluster.Nodes[1:] {
+		if err := readTokenAndConfig(node, fake); err != nil {
+			t.Errorf("read through standby: %v", err)
+		}
+	}
+	if got := leader.pluginProcesses(t); len(got) != 1 {
+		t.Errorf("plugin processes on the active node = %v, want one", got)
+	}
+	for _, node := range cluster.Nodes[1:] {
+		if got := node.pluginProcesses(t); len(got) != 0 {
+			t.Errorf("plugin processes on standby %s = %v, want none", node.ID, got)
+		}
+	}
+
+	// The active node dies without a chance to step down.
+	leader.kill(t)
+	killed := time.Now()
+	survivors := cluster.Nodes[1:]
+
+	var elected time.Duration
+	var served *raftNode
+	took, err := pollUntil(failoverTimeout, 250*time.Millisecond, func() error {
+		if elected == 0 && cluster.active() != nil {
+			elected = time.Since(killed)
+		}
+		var errs []error
+		for _, node := range survivors {
+			err := readTokenAndConfig(node, fake)
+			if err == nil {
+				served = node
+				return nil
+			}
+			errs = append(errs, err)
+		}
+		return fmt.Errorf("%v", errs)
+	})
+	if err != nil {
+		t.Fatalf("reads still failing %s after killing the active node: %v", took.Round(time.Millisecond), err)
+	}
+	t.Logf("failover: a new active node after %s; token and config reads through %s succeeded %s after SIGKILL",
+		elected.Round(time.Millisecond), served.ID, took.Round(time.Millisecond))
+
+	newLeader := cluster.active()
+	if newLeader == nil {
+		t.Fatal("no active node after the failover")
+	}
+	if newLeader == leader {
+		t.Fatalf("killed node %s is still reported active", leader.ID)
+	}
+	for _, node := range survivors {
+		if err := readTokenAndConfig(node, fake); err != nil {
+			t.Errorf("read after the failover: %v", err)
+		}
+		assertConfig(t, node.server, api.URL)
+	}
+
+	// The old leader comes back on its own data and rejoins as a voter.
+	leader.start(t, cluster.RootToken)
+	leader.unseal(t, cluster.UnsealKey)
+	leader.waitHealth(t, 60*time.Second, isStandby)
+	peers := waitVoters(t, newLeader, 60*time.Second, ids...)
+	for _, peer := range peers {
+		if peer.Leader && peer.NodeID != newLeader.ID {
+			t.Errorf("list-peers shows %s as leader, want %s", peer.NodeID, newLeader.ID)
+		}
+	}
+	// A standby forwards only once it has learned the active node's
+	// address, which may come after its health reports it a standby.
+	took, err = pollUntil(60*time.Second, 250*time.Millisecond, func() error {
+		return readTokenAndConfig(leader, fake)
+	})
+	if err != nil {
+		t.Fatalf("reads through the rejoined node still failing after %s: %v", took.Round(time.Millisecond), err)
+	}
+	t.Logf("reads through the rejoined node succeeded %s after it reported standby", took.Round(time.Millisecond))
+	assertConfig(t, leader.server, api.URL)
+}
