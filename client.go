@@ -465,8 +465,14 @@ func redactURL(raw string) string {
 	return parsed.String()
 }
 
-// redactedMarker replaces a secret in text that is shown or logged.
-const redactedMarker = "[redacted]"
+const (
+	// redactedMarker replaces a secret in text that is shown or logged.
+	redactedMarker = "[redacted]"
+
+	// withheldText replaces a whole text that still contains a secret
+	// after redaction.
+	withheldText = "(withheld: the text contained a secret)"
+)
 
 // redact removes secret from s in the forms it can take in an error or an
 // upstream message: as is, JSON-escaped, and with control characters turned
@@ -484,7 +490,7 @@ func redact(s, secret string) string {
 	}
 	for _, form := range forms {
 		if strings.Contains(s, form) {
-			return "(withheld: the text contained a secret)"
+			return withheldText
 		}
 	}
 	return s
