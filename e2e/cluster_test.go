@@ -3,8 +3,14 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +154,148 @@ func TestRaftClusterFailover(t *testing.T) {
 	}
 	t.Logf("reads through the rejoined node succeeded %s after it reported standby", took.Round(time.Millisecond))
 	assertConfig(t, leader.server, api.URL)
+}
+
+// freePortRange returns a loopback port p such that p to p+n-1 were all
+// free.
+func freePortRange(t testing.TB, n int) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		free := port+n-1 <= 65535
+		for next := port + 1; free && next < port+n; next++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", next))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if free {
+			return port
+		}
+	}
+	t.Fatalf("no %d consecutive free loopback ports found", n)
+	return 0
+}
+
+// processRunning reports whether process pid exists and is not a zombie.
+func processRunning(pid int) bool {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	end := strings.LastIndexByte(string(stat), ')')
+	return end >= 0 && !strings.HasPrefix(string(stat[end+1:]), " Z")
+}
+
+func TestClusterScript(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cluster")
+	port := freePortRange(t, 6)
+	env := append(cleanEnv(),
+		"NOVENTIQ_CLUSTER_DIR="+dir,
+		fmt.Sprintf("NOVENTIQ_CLUSTER_PORT=%d", port),
+		// The nodes outlive the script; this stops them if the test dies
+		// before its cleanup runs.
+		"NOVENTIQ_CLUSTER_MAX_RUN=5m",
+		"VAULT_BIN="+vaultBin)
+	script := func(action string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "../scripts/cluster.sh", action)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() {
+		if out, err := script("stop"); err != nil {
+			t.Errorf("cluster.sh stop: %v\n%s", err, out)
+		}
+	})
+
+	out, err := script("start")
+	if err != nil {
+		t.Fatalf("cluster.sh start: %v\n%s", err, out)
+	}
+	t.Logf("cluster.sh start:\n%s", out)
+	addrs := make([]string, 3)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("http://127.0.0.1:%d", port+2*i)
+		if !strings.Contains(out, addrs[i]) {
+			t.Errorf("start output does not name node%d's address %s", i+1, addrs[i])
+		}
+	}
+	rootTokenPath := filepath.Join(dir, "root-token")
+	if !strings.Contains(out, rootTokenPath) {
+		t.Errorf("start output does not name the root token file %s", rootTokenPath)
+	}
+
+	out, err = script("status")
+	if err != nil {
+		t.Fatalf("cluster.sh status: %v\n%s", err, out)
+	}
+	if n := strings.Count(out, "unsealed  active"); n != 1 {
+		t.Errorf("status shows %d active nodes, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "unsealed  standby"); n != 2 {
+		t.Errorf("status shows %d standby nodes, want 2:\n%s", n, out)
+	}
+
+	// The cluster serves the mounted plugin: configure through one standby
+	// and read a token through the other.
+	rootToken, err := os.ReadFile(rootTokenPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(rootToken))
+	fake, api := startStandin(t, standin.Options{})
+	standby := &vaultServer{Addr: addrs[1], Token: token}
+	standby.configure(t, api)
+	secret, err := readWithin(newAPIClient(t, addrs[2], token), mountPath+"/token", 30*time.Second)
+	if err != nil {
+		t.Fatalf("token read through node3: %v", err)
+	}
+	if got, _ := secret.Data["token"].(string); !fake.TokenValid(got) {
+		t.Errorf("token read through node3 returned %q, not a token the API issued", got)
+	}
+
+	var pids []int
+	for i := 1; i <= 3; i++ {
+		data, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("node%d", i), "pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, pid)
+	}
+
+	out, err = script("stop")
+	if err != nil {
+		t.Fatalf("cluster.sh stop: %v\n%s", err, out)
+	}
+	for _, pid := range pids {
+		if processRunning(pid) {
+			t.Errorf("process %d still running after cluster.sh stop", pid)
+		}
+	}
+	for _, addr := range addrs {
+		if conn, err := net.Dial("tcp", strings.TrimPrefix(addr, "http://")); err == nil {
+			conn.Close()
+			t.Errorf("%s still accepts connections after cluster.sh stop", addr)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("cluster directory %s still exists after stop: %v", dir, err)
+	}
+	if out, err := script("status"); err == nil {
+		t.Errorf("cluster.sh status succeeded after stop:\n%s", out)
+	}
 }
