@@ -20,9 +20,12 @@
 #   PLUGIN_VERSION            the version built and mounted (default: v0.1.0)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# A relative NOVENTIQ_CLUSTER_DIR is relative to the caller's directory.
+CLUSTER_DIR=${NOVENTIQ_CLUSTER_DIR:-$BUILD_DIR/cluster}
+[[ $CLUSTER_DIR = /* ]] || CLUSTER_DIR=$PWD/$CLUSTER_DIR
 cd "$ROOT"
 
-CLUSTER_DIR=${NOVENTIQ_CLUSTER_DIR:-$BUILD_DIR/cluster}
 BASE_PORT=${NOVENTIQ_CLUSTER_PORT:-8210}
 MAX_RUN=${NOVENTIQ_CLUSTER_MAX_RUN:-2h}
 NODES=(1 2 3)
@@ -162,7 +165,6 @@ cmd_start() {
   sha256=$(scripts/build.sh)
 
   mkdir -p "$CLUSTER_DIR"
-  CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
   touch "$CLUSTER_DIR/$MARKER"
   chmod 700 "$CLUSTER_DIR"
 
