@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 
 PLUGIN_VERSION ?= v0.1.0
 
-.PHONY: help demo test unit e2e fuzz bench build vault fmt clean
+.PHONY: help demo test unit e2e fuzz bench build vault fmt clean cluster
 
 help:
 	@echo "make demo   - run Vault with the plugin against a local stand-in API and read a token"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench  - measure token reads against a real Vault (see BENCHMARKS.md)"
 	@echo "make build  - build the plugin into build/plugins/"
 	@echo "make vault  - build the pinned Vault into the cache and print its path"
+	@echo "make cluster - start a local three-node Vault cluster (scripts/cluster.sh stop ends it)"
 
 demo:
 	@scripts/demo.sh
@@ -36,6 +37,9 @@ build:
 
 vault:
 	@scripts/vault.sh
+
+cluster:
+	@PLUGIN_VERSION=$(PLUGIN_VERSION) scripts/cluster.sh start
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
