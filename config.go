@@ -128,34 +128,55 @@ func (c *config) validate() error {
 // no user info, query or fragment. It returns the URL without a trailing
 // slash.
 func validateURL(raw string) (string, error) {
+	shown := urlForMessage(raw)
 	parsed, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("url %q is not a valid URL", raw)
+		return "", fmt.Errorf("url %q is not a valid URL", shown)
 	}
 	if parsed.Host == "" || parsed.Hostname() == "" {
-		return "", fmt.Errorf("url %q has no host; expected a base URL such as %s", raw, ProductionURL)
+		return "", fmt.Errorf("url %q has no host; expected a base URL such as %s", shown, ProductionURL)
 	}
 
 	switch parsed.Scheme {
 	case "https":
 	case "http":
 		if !isLoopback(parsed.Hostname()) {
-			return "", fmt.Errorf("url %q must use https; plain http is allowed only for loopback hosts", raw)
+			return "", fmt.Errorf("url %q must use https; plain http is allowed only for loopback hosts", shown)
 		}
 	default:
-		return "", fmt.Errorf("url %q must use https", raw)
+		return "", fmt.Errorf("url %q must use https", shown)
 	}
 
 	if parsed.User != nil {
 		return "", fmt.Errorf("url must not contain user info; set username and password instead")
 	}
 	if parsed.RawQuery != "" || parsed.Fragment != "" || parsed.ForceQuery {
-		return "", fmt.Errorf("url %q must not contain a query or fragment", raw)
+		return "", fmt.Errorf("url %q must not contain a query or fragment", shown)
 	}
 
 	parsed.Path = strings.TrimRight(parsed.Path, "/")
 	parsed.RawPath = ""
 	return parsed.String(), nil
+}
+
+// urlForMessage returns raw for an error message without what may be a
+// secret: everything before the last "@" after the scheme (user info, and
+// with it a password typed into the url by mistake), then everything from
+// the first "?" or "#" on.
+func urlForMessage(raw string) string {
+	scheme, rest, found := strings.Cut(raw, "://")
+	if found {
+		scheme += "://"
+	} else {
+		scheme, rest = "", raw
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		rest = "[redacted]" + rest[at:]
+	}
+	if end := strings.IndexAny(rest, "?#"); end >= 0 {
+		rest = rest[:end+1] + "[redacted]"
+	}
+	return scheme + rest
 }
 
 // isLoopback reports whether host is "localhost" or a loopback IP address.

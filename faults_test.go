@@ -755,6 +755,42 @@ func TestFaultTLSVerificationCannotBeDisabled(t *testing.T) {
 	}
 }
 
+// A password typed into the url by mistake, or a query, must not come back
+// in the error that rejects the url.
+func TestFaultURLErrorsHideSecrets(t *testing.T) {
+	urls := []string{
+		"ftp://" + testUsername + ":" + testPassword + "@127.0.0.1/",
+		"https://" + testUsername + ":" + testPassword + "@api.test/",
+		"http://" + testPassword + "@example.com/",
+		"https://api.test/?key=" + testPassword,
+		"https://api.test/#" + testPassword,
+		"https://user:pa?ss" + testPassword + "@api.test/",
+		"not a url " + testPassword,
+	}
+	for _, raw := range urls {
+		t.Run(raw, func(t *testing.T) {
+			tb := newTestBackend(t)
+			data := configData(raw)
+			data["verify_credentials"] = false
+			resp, err := tb.request(t, logical.UpdateOperation, "config", data)
+			if err != nil {
+				t.Fatalf("config write: %v", err)
+			}
+			if resp == nil || !resp.IsError() {
+				t.Fatalf("config write with url %q succeeded", raw)
+			}
+			message := resp.Error().Error()
+			if !strings.Contains(message, "url") {
+				t.Errorf("error %q does not name the url field", message)
+			}
+			assertNoSecret(t, "error", message, testPassword)
+			if strings.Contains(message, "ss"+testPassword) {
+				t.Errorf("error %q contains part of the user info", message)
+			}
+		})
+	}
+}
+
 func TestFaultDateHeader(t *testing.T) {
 	twoHoursAgo := time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second)
 	cases := []struct {
