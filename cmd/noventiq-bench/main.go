@@ -37,6 +37,7 @@ func run() int {
 	flag.StringVar(&opts.PluginVersion, "plugin-version", "v0.1.0", "`version` the plugin binary was built with")
 	flag.IntVar(&opts.Requests, "requests", 2000, "timed requests per cell")
 	flag.IntVar(&opts.Warmup, "warmup", 100, "untimed requests before each cell")
+	flag.IntVar(&opts.Rounds, "rounds", 10, "interleaved rounds that each cell's timed requests are split into")
 	flag.IntVar(&opts.RSSReads, "rss-reads", 10000, "fresh-mode reads before the plugin's RSS is read; 0 skips them")
 	flag.StringVar(&concurrencies, "concurrency", "1,32", "comma-separated `list` of concurrent clients")
 	flag.DurationVar(&maxRun, "max-run", 20*time.Minute, "stop the run after this `duration`")

@@ -51,6 +51,11 @@ type Options struct {
 	// Default Requests/20.
 	Warmup int
 
+	// Rounds is the number of rounds that each cell's timed requests are
+	// split into. The cells of one concurrency take turns, one round each.
+	// Default 10, at most Requests.
+	Rounds int
+
 	// Concurrencies lists the numbers of concurrent clients. Default 1
 	// and 32.
 	Concurrencies []int
@@ -77,6 +82,7 @@ type Report struct {
 	LoadAverage  string
 	Requests     int
 	Warmup       int
+	Rounds       int
 
 	// Cells holds one entry per operation and concurrency, in run order.
 	Cells []Cell
@@ -127,6 +133,10 @@ func (o *Options) setDefaults() error {
 	if o.Warmup <= 0 {
 		o.Warmup = o.Requests / 20
 	}
+	if o.Rounds <= 0 {
+		o.Rounds = 10
+	}
+	o.Rounds = min(o.Rounds, o.Requests)
 	if len(o.Concurrencies) == 0 {
 		o.Concurrencies = []int{1, 32}
 	}
@@ -149,6 +159,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		LoadAverage: loadAverage(),
 		Requests:    opts.Requests,
 		Warmup:      opts.Warmup,
+		Rounds:      opts.Rounds,
 		RSSReads:    opts.RSSReads,
 	}
 

@@ -37,25 +37,38 @@ func TestPercentileNearestRank(t *testing.T) {
 	}
 }
 
-func TestMeasureCountsFailures(t *testing.T) {
+func TestTallyAddsRounds(t *testing.T) {
 	calls := 0
 	failure := errors.New("upstream failed")
-	cell := measure(context.Background(), OpKVRead, 1, 10, func(context.Context) error {
+	send := func(context.Context) error {
 		calls++
 		if calls%5 == 0 {
 			return failure
 		}
 		return nil
-	})
-
-	if calls != 10 {
-		t.Errorf("send called %d times, want 10", calls)
 	}
-	if cell.Requests != 10 || cell.Errors != 2 {
-		t.Errorf("requests %d, errors %d, want 10 and 2", cell.Requests, cell.Errors)
+
+	var total tally
+	for range 2 {
+		total.add(runTimed(context.Background(), 1, 10, send))
+	}
+	cell := total.cell(OpKVRead, 1)
+
+	if calls != 20 {
+		t.Errorf("send called %d times, want 20", calls)
+	}
+	if cell.Requests != 20 {
+		t.Errorf("requests = %d, want 20", cell.Requests)
+	}
+	if cell.Errors != 4 {
+		t.Errorf("errors = %d, want 4", cell.Errors)
 	}
 	if cell.FirstError != failure.Error() {
 		t.Errorf("first error = %q, want %q", cell.FirstError, failure.Error())
+	}
+	if cell.Elapsed <= 0 || cell.P99 < cell.P50 {
+		t.Errorf("elapsed %s, p50 %s, p99 %s: want positive elapsed and p99 ≥ p50",
+			cell.Elapsed, cell.P50, cell.P99)
 	}
 }
 

@@ -34,8 +34,8 @@ type Cell struct {
 	Errors     int
 	FirstError string
 
-	// Elapsed is the wall time from the first timed request to the last
-	// response. P50 and P99 are nearest-rank percentiles of the latency of
+	// Elapsed is the wall time of the timed requests, summed over the
+	// rounds that measured them. P50 and P99 are nearest-rank percentiles of the latency of
 	// the requests that succeeded.
 	Elapsed time.Duration
 	P50     time.Duration
@@ -54,29 +54,58 @@ func (c *Cell) Throughput() float64 {
 	return float64(c.Requests) / c.Elapsed.Seconds()
 }
 
-// measure sends requests timed requests from concurrency workers that
+// round is the outcome of one batch of timed requests.
+type round struct {
+	latencies []time.Duration
+	failures  []error
+	requests  int
+	elapsed   time.Duration
+}
+
+// runTimed sends requests timed requests from concurrency workers that
 // share the work. Each call of send is one request.
-func measure(ctx context.Context, op Operation, concurrency, requests int, send func(context.Context) error) Cell {
+func runTimed(ctx context.Context, concurrency, requests int, send func(context.Context) error) round {
 	start := time.Now()
 	latencies, failures := runLoad(ctx, concurrency, requests, send)
+	return round{latencies: latencies, failures: failures, requests: requests, elapsed: time.Since(start)}
+}
+
+// tally adds up the rounds of one cell.
+type tally struct {
+	round
+	logins int64
+}
+
+func (t *tally) add(r round) {
+	t.latencies = append(t.latencies, r.latencies...)
+	t.failures = append(t.failures, r.failures...)
+	t.requests += r.requests
+	t.elapsed += r.elapsed
+}
+
+// cell summarises the tally. Its Elapsed is the sum of the rounds' wall
+// times, so the pauses between rounds do not count.
+func (t *tally) cell(op Operation, concurrency int) Cell {
+	slices.Sort(t.latencies)
 	cell := Cell{
 		Operation:   op,
 		Concurrency: concurrency,
-		Requests:    requests,
-		Errors:      len(failures),
-		Elapsed:     time.Since(start),
+		Requests:    t.requests,
+		Errors:      len(t.failures),
+		Elapsed:     t.elapsed,
+		P50:         percentile(t.latencies, 0.50),
+		P99:         percentile(t.latencies, 0.99),
+		Logins:      t.logins,
 	}
-	if len(failures) > 0 {
-		cell.FirstError = failures[0].Error()
+	if len(t.failures) > 0 {
+		cell.FirstError = t.failures[0].Error()
 	}
-	cell.P50 = percentile(latencies, 0.50)
-	cell.P99 = percentile(latencies, 0.99)
 	return cell
 }
 
 // runLoad sends requests calls of send from concurrency goroutines and
-// returns the latencies of the calls that succeeded, sorted, and the errors
-// of those that failed.
+// returns the latencies of the calls that succeeded and the errors of
+// those that failed.
 func runLoad(ctx context.Context, concurrency, requests int, send func(context.Context) error) ([]time.Duration, []error) {
 	var (
 		next      atomic.Int64
@@ -111,8 +140,6 @@ func runLoad(ctx context.Context, concurrency, requests int, send func(context.C
 		}()
 	}
 	wg.Wait()
-
-	slices.Sort(latencies)
 	return latencies, failures
 }
 

@@ -70,44 +70,65 @@ func (r *runner) setUp(ctx context.Context) error {
 	return err
 }
 
+// load is one operation and the function that sends one request of it.
+type load struct {
+	op   Operation
+	send func(context.Context) error
+}
+
 // measureAll measures every operation at every concurrency. The direct
 // stand-in logins come first, without Vault load.
 func (r *runner) measureAll(ctx context.Context) error {
 	for _, concurrency := range r.opts.Concurrencies {
-		r.cell(ctx, OpStandinLogin, concurrency, r.api.login)
+		runLoad(ctx, concurrency, r.opts.Warmup, r.api.login)
+		r.measureInterleaved(ctx, concurrency, []load{{OpStandinLogin, r.api.login}})
 	}
-	for _, concurrency := range r.opts.Concurrencies {
-		r.cell(ctx, OpKVRead, concurrency, r.readKV)
-		r.cell(ctx, OpTokenCreate, concurrency, r.createToken)
-		r.cell(ctx, OpFreshRead, concurrency, r.readToken(freshMount))
 
-		// The warm-up fills the shared token. A config write drops it, so
+	for _, concurrency := range r.opts.Concurrencies {
+		loads := []load{
+			{OpKVRead, r.readKV},
+			{OpTokenCreate, r.createToken},
+			{OpFreshRead, r.readToken(freshMount)},
+			{OpReuseRead, r.readToken(reuseMount)},
+		}
+		for _, l := range loads {
+			runLoad(ctx, concurrency, r.opts.Warmup, l.send)
+		}
+
+		// The warm-up filled the shared token. A config write drops it, so
 		// each timed reuse cell starts cold and pays for one login.
-		runLoad(ctx, concurrency, r.opts.Warmup, r.readToken(reuseMount))
 		if err := r.dropSharedToken(ctx); err != nil {
 			return err
 		}
-		r.cell(ctx, OpReuseRead, concurrency, r.readToken(reuseMount))
+		r.measureInterleaved(ctx, concurrency, loads)
 	}
 	return nil
 }
 
-// cell warms up, except for reuse mode whose warm-up measureAll does, and
-// then measures one cell.
-func (r *runner) cell(ctx context.Context, op Operation, concurrency int, send func(context.Context) error) {
-	if op != OpReuseRead {
-		runLoad(ctx, concurrency, r.opts.Warmup, send)
+// measureInterleaved measures loads in Rounds rounds, each of which sends
+// every load its share of the requests in turn. Interleaving exposes every
+// operation alike to changes in the machine's load during the run, so the
+// ratios between them stay comparable.
+func (r *runner) measureInterleaved(ctx context.Context, concurrency int, loads []load) {
+	tallies := make([]tally, len(loads))
+	for round := range r.opts.Rounds {
+		requests := r.opts.Requests*(round+1)/r.opts.Rounds - r.opts.Requests*round/r.opts.Rounds
+		for i, l := range loads {
+			loginsBefore := r.api.fake.LoginRequests()
+			tallies[i].add(runTimed(ctx, concurrency, requests, l.send))
+			if l.op != OpStandinLogin {
+				tallies[i].logins += r.api.fake.LoginRequests() - loginsBefore
+			}
+		}
 	}
 
-	loginsBefore := r.api.fake.LoginRequests()
-	cell := measure(ctx, op, concurrency, r.opts.Requests, send)
-	if op != OpStandinLogin {
-		cell.Logins = r.api.fake.LoginRequests() - loginsBefore
+	for i, l := range loads {
+		cell := tallies[i].cell(l.op, concurrency)
+		r.report.Cells = append(r.report.Cells, cell)
+		fmt.Fprintf(r.opts.Progress, "%-28s c=%-3d %8.0f/s p50 %-9s p99 %-9s errors %d\n",
+			cell.Operation, concurrency, cell.Throughput(), cell.P50.Round(time.Microsecond),
+			cell.P99.Round(time.Microsecond), cell.Errors)
 	}
-	r.report.Cells = append(r.report.Cells, cell)
-	fmt.Fprintf(r.opts.Progress, "%-28s c=%-3d %8.0f/s p50 %-9s p99 %-9s errors %d\n",
-		op, concurrency, cell.Throughput(), cell.P50.Round(time.Microsecond),
-		cell.P99.Round(time.Microsecond), cell.Errors)
 }
 
 func (r *runner) dropSharedToken(ctx context.Context) error {

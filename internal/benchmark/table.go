@@ -72,8 +72,8 @@ func (r *Report) Targets() []Target {
 func Print(w io.Writer, r *Report) error {
 	fmt.Fprintf(w, "%s; %s; %d CPUs; load average %s at start\n",
 		firstLine(r.VaultVersion), r.GoVersion, r.CPUs, r.LoadAverage)
-	fmt.Fprintf(w, "%d timed requests per cell after %d warm-up requests; started %s\n\n",
-		r.Requests, r.Warmup, r.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "%d timed requests per cell in %d interleaved rounds, after %d warm-up requests; "+
+		"started %s\n\n", r.Requests, r.Rounds, r.Warmup, r.Started.Format(time.RFC3339))
 
 	// The table is Markdown, so a run's output can be pasted into
 	// BENCHMARKS.md as it is.
