@@ -22,6 +22,8 @@ username and password for API tokens.
 Write the credentials once to "config". Each read of "token" logs in to the
 API and returns a token as a lease that ends no later than the token itself,
 24 hours after the API issued it. Readers never see the credentials.
+With reuse_token=true in "config", reads share one token instead, each with
+its own lease.
 `
 
 // Factory returns a logical.Factory for backends that report version to
