@@ -219,8 +219,15 @@ func (c *client) timeoutError(attempts *attemptLog, what string) error {
 // classifyTransportError names the kind of a failure that got no HTTP
 // response and explains it. Only the "network" kind quotes the underlying
 // error, without the URL that net/http puts around it, so callers must
-// scrub its detail of credentials.
+// pass its detail through cleanUpstreamText.
 func classifyTransportError(err error) (kind, detail string) {
+	// A failure to reach the proxy wraps the dial error, DNS included, so it
+	// is checked first.
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "proxyconnect" {
+		return "proxy", "the proxy set by HTTPS_PROXY could not be reached"
+	}
+
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		if dnsErr.IsNotFound {
@@ -237,14 +244,8 @@ func classifyTransportError(err error) (kind, detail string) {
 		return "tls", "the server did not answer with TLS; check that the url's scheme matches the server"
 	}
 
-	var opErr *net.OpError
-	if errors.As(err, &opErr) {
-		switch opErr.Op {
-		case "proxyconnect":
-			return "proxy", "the proxy set by HTTPS_PROXY could not be reached"
-		case "dial":
-			return "connect", "the connection was refused or could not be opened"
-		}
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return "connect", "the connection was refused or could not be opened"
 	}
 
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

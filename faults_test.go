@@ -3,6 +3,8 @@ package noventiq
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -12,11 +14,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -935,6 +939,44 @@ func TestFaultRetriesAreLogged(t *testing.T) {
 		}
 	}
 	assertNoSecret(t, "log", output, testPassword)
+}
+
+// Errors that no test server produces on loopback, built the way net/http
+// returns them.
+func TestFaultClassifiesTransportErrors(t *testing.T) {
+	dnsNotFound := &net.DNSError{Err: "no such host", Name: "proxy.test", IsNotFound: true}
+	cases := []struct {
+		name      string
+		err       error
+		wantKind  string
+		permanent bool
+	}{
+		{"proxy not resolved", &url.Error{Op: "Post", URL: "https://api.test/v1/login_check",
+			Err: &net.OpError{Op: "proxyconnect", Net: "tcp", Err: &net.OpError{Op: "dial", Err: dnsNotFound}}},
+			"proxy", true},
+		{"proxy refused", &net.OpError{Op: "proxyconnect", Net: "tcp", Err: syscall.ECONNREFUSED},
+			"proxy", false},
+		{"expired certificate", &tls.CertificateVerificationError{
+			Err: x509.CertificateInvalidError{Reason: x509.Expired}}, "tls", true},
+		{"unexpected EOF", &url.Error{Op: "Post", URL: "https://api.test/", Err: io.ErrUnexpectedEOF},
+			"network", false},
+		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET},
+			"network", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			kind, detail := classifyTransportError(tc.err)
+			if kind != tc.wantKind {
+				t.Errorf("kind = %q (%s), want %q", kind, detail, tc.wantKind)
+			}
+			if strings.Contains(detail, "api.test/") {
+				t.Errorf("detail %q contains the request URL", detail)
+			}
+			if got := isPermanentError(tc.err); got != tc.permanent {
+				t.Errorf("isPermanentError = %v, want %v", got, tc.permanent)
+			}
+		})
+	}
 }
 
 func TestFaultBackoffWithinBounds(t *testing.T) {
