@@ -355,10 +355,11 @@ func (l *attemptLog) describeLastFailure() string {
 	}
 }
 
-// retryPolicy retries connection errors and 5xx responses. It never retries
-// a 4xx (so rejected credentials never lock an account out), a redirect, a
-// TLS verification failure or a host name that does not exist, because
-// those fail the same way again. It also records the attempt's outcome.
+// retryPolicy retries connection errors and 5xx responses other than 501.
+// It never retries a 4xx, so retries never add logins with rejected
+// credentials towards an account lock-out. Nor does it retry a redirect, a
+// TLS failure or a host name that does not exist, which fail the same way
+// again. It also records the attempt's outcome.
 func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if attempts, ok := ctx.Value(attemptLogKey{}).(*attemptLog); ok {
 		attempts.record(resp, err)
@@ -374,9 +375,9 @@ func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, err
 	return resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented, nil
 }
 
-// backoffWithJitter waits a random time between zero and an exponentially
-// growing ceiling ("full jitter"), so that many Vault nodes retrying at once
-// spread out instead of arriving together.
+// backoffWithJitter returns a random wait between minWait/2 and a ceiling
+// that doubles from minWait with each attempt up to maxWait, so that many
+// Vault nodes retrying at once spread out instead of arriving together.
 func backoffWithJitter(minWait, maxWait time.Duration, attempt int, _ *http.Response) time.Duration {
 	ceiling := minWait << attempt
 	if ceiling <= 0 || ceiling > maxWait {
