@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -221,6 +224,43 @@ func (n *raftNode) setToken(token string) {
 	n.server.Client.SetToken(token)
 }
 
+// freeFixedPorts returns a loopback port p such that p to p+n-1 were all
+// free. It picks from below the kernel's ephemeral port range, because a
+// node's ports must stay free while it is down: an ephemeral port may be
+// taken by any outgoing connection in the meantime.
+func freeFixedPorts(t testing.TB, n int) int {
+	t.Helper()
+	low := 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		fmt.Sscanf(string(data), "%d", &low)
+	}
+	const first = 10000
+	if low-first < 1000 {
+		t.Fatalf("the ephemeral port range starts at %d, leaving too few fixed ports", low)
+	}
+	for range 100 {
+		port := first + rand.IntN(low-first-n)
+		if portsFree(port, n) {
+			return port
+		}
+	}
+	t.Fatalf("no %d consecutive free loopback ports found below %d", n, low)
+	return 0
+}
+
+// portsFree reports whether the loopback ports port to port+n-1 can all be
+// bound.
+func portsFree(port, n int) bool {
+	for p := port; p < port+n; p++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}
+
 // startRaftNodes writes configs for size nodes, each joining all the
 // others, and starts them. pluginDirFor returns each node's plugin
 // directory.
@@ -229,7 +269,10 @@ func startRaftNodes(t testing.TB, size int, pluginDirFor func(i int) string) *ra
 	ports := make([]int, size)
 	addrs := make([]string, size)
 	for i := range ports {
-		ports[i] = freePortPair(t)
+		ports[i] = freeFixedPorts(t, 2)
+		for slices.ContainsFunc(ports[:i], func(p int) bool { return p >= ports[i]-1 && p <= ports[i]+1 }) {
+			ports[i] = freeFixedPorts(t, 2)
+		}
 		addrs[i] = fmt.Sprintf("http://127.0.0.1:%d", ports[i])
 	}
 
