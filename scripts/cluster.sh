@@ -36,8 +36,13 @@ MARKER=.noventiq-cluster
 # A developer's own Vault settings must not reach the cluster's commands.
 unset VAULT_ADDR VAULT_TOKEN VAULT_NAMESPACE VAULT_FORMAT VAULT_CACERT VAULT_CLIENT_CERT VAULT_CLIENT_KEY
 
+# started is set once start has launched a node, so that a failure after
+# that point prints how to end the nodes it leaves running for inspection.
+started=
+
 die() {
   echo "cluster.sh: $*" >&2
+  [ -z "$started" ] || echo "cluster.sh: the nodes keep running for inspection; '$0 stop' ends them" >&2
   exit 1
 }
 
@@ -178,6 +183,7 @@ cmd_start() {
     [ "$(sha256sum "$dir/plugins/$PLUGIN_NAME" | cut -d' ' -f1)" = "$sha256" ] ||
       die "the plugin copied to node$node does not have SHA-256 $sha256"
     write_config "$node"
+    started=1
     start_node "$node"
   done
   for node in "${NODES[@]}"; do
