@@ -37,6 +37,10 @@ const (
 	maxRetries   = 3
 	retryWaitMin = 200 * time.Millisecond
 	retryWaitMax = 2 * time.Second
+
+	// maxIdleConnsPerHost is how many idle connections to the API are kept
+	// for reuse.
+	maxIdleConnsPerHost = 32
 )
 
 // testDialContext, when set, replaces the dialer of clients built after it
@@ -79,6 +83,10 @@ func newClient(baseURL string, timeout time.Duration, caPEM string, logger hclog
 	}
 
 	transport := cleanhttp.DefaultPooledTransport()
+	// Concurrent token reads each hold a connection for one login. Keeping
+	// that many idle saves a TCP and TLS handshake per login under load;
+	// cleanhttp's default keeps GOMAXPROCS+1.
+	transport.MaxIdleConnsPerHost = maxIdleConnsPerHost
 	transport.MaxResponseHeaderBytes = maxResponseBytes
 	if testDialContext != nil {
 		transport.DialContext = testDialContext

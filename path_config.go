@@ -137,7 +137,8 @@ func (b *backend) configRead(ctx context.Context, req *logical.Request, _ *frame
 	return &logical.Response{Data: configResponseData(cfg)}, nil
 }
 
-// configResponseData is what a read returns: every field but the password.
+// configResponseData builds the data of a config read: every field but the
+// password.
 func configResponseData(cfg *config) map[string]interface{} {
 	return map[string]interface{}{
 		fieldUsername:       cfg.Username,
@@ -175,7 +176,8 @@ func (b *backend) configWrite(ctx context.Context, req *logical.Request, data *f
 	defer b.writeMu.Unlock()
 
 	// The login check above runs without the lock, so that a slow API does
-	// not hold up other writers. Store only if nobody wrote in between.
+	// not hold up other writers. Store only if no other write landed in
+	// between.
 	current, err := readConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err

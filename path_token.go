@@ -122,7 +122,8 @@ func (b *backend) loginForRead(ctx context.Context, s *session, operation string
 
 	life, err := tokenLifeOf(result, b.now())
 	if err != nil {
-		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
+		return nil, logical.CodedError(http.StatusBadGateway,
+			fmt.Sprintf("Noventiq API at %s: %v", s.client.host, err))
 	}
 	return &issuedToken{value: result.Token, issuedAt: life.issuedAt, expiresAt: life.expiresAt}, nil
 }
