@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -212,4 +213,88 @@ func validateCACert(pemData string) error {
 		return errors.New("ca_cert contains no PEM-encoded certificate")
 	}
 	return nil
+}
+
+// mergeConfig applies the fields a write sends onto the existing config, or
+// onto the defaults when none exists, and validates the result. It does not
+// modify existing.
+func mergeConfig(existing *config, data *framework.FieldData) (*config, error) {
+	updated := &config{
+		URL:            ProductionURL,
+		RequestTimeout: defaultRequestTimeout,
+		ReuseMinTTL:    defaultReuseMinTTL,
+	}
+	if existing != nil {
+		copied := *existing
+		updated = &copied
+	} else {
+		var missing []string
+		for _, name := range []string{fieldUsername, fieldPassword} {
+			if _, ok := data.GetOk(name); !ok {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("missing required field(s) %s: no config exists yet, so the first write needs both username and password",
+				strings.Join(missing, " and "))
+		}
+	}
+
+	if v, ok := data.GetOk(fieldUsername); ok {
+		updated.Username = v.(string)
+	}
+	if v, ok := data.GetOk(fieldPassword); ok {
+		updated.Password = v.(string)
+	}
+	if v, ok := data.GetOk(fieldURL); ok {
+		updated.URL = v.(string)
+	}
+	if v, ok := data.GetOk(fieldRequestTimeout); ok {
+		updated.RequestTimeout = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := data.GetOk(fieldCACert); ok {
+		updated.CACert = v.(string)
+	}
+	if v, ok := data.GetOk(fieldReuseToken); ok {
+		updated.ReuseToken = v.(bool)
+	}
+	if v, ok := data.GetOk(fieldReuseMinTTL); ok {
+		updated.ReuseMinTTL = time.Duration(v.(int)) * time.Second
+	}
+
+	if err := updated.validate(); err != nil {
+		return nil, err
+	}
+	return updated, nil
+}
+
+// changedFields names the fields that differ between two configs, for the
+// log. It never returns values.
+func changedFields(before, after *config) []string {
+	if before == nil {
+		before = &config{}
+	}
+	var changed []string
+	if before.Username != after.Username {
+		changed = append(changed, fieldUsername)
+	}
+	if before.Password != after.Password {
+		changed = append(changed, fieldPassword)
+	}
+	if before.URL != after.URL {
+		changed = append(changed, fieldURL)
+	}
+	if before.RequestTimeout != after.RequestTimeout {
+		changed = append(changed, fieldRequestTimeout)
+	}
+	if before.CACert != after.CACert {
+		changed = append(changed, fieldCACert)
+	}
+	if before.ReuseToken != after.ReuseToken {
+		changed = append(changed, fieldReuseToken)
+	}
+	if before.ReuseMinTTL != after.ReuseMinTTL {
+		changed = append(changed, fieldReuseMinTTL)
+	}
+	return changed
 }
