@@ -54,7 +54,7 @@ stage "end-to-end tests against a real Vault"
 log=${TMPDIR:-/tmp}/noventiq-e2e.log
 set +e
 VAULT_BIN=$VAULT_BIN go test -tags e2e -count=1 -timeout 40m -v ./e2e/ 2>&1 |
-  tee "$log" | grep --line-buffered -E '^(\s*--- |PASS|FAIL|ok|panic)'
+  tee "$log" | grep --line-buffered -E '^(\s*--- (PASS|FAIL|SKIP)|PASS|FAIL|ok|panic)'
 rc=${PIPESTATUS[0]}
 set -e
 if [ "$rc" != 0 ]; then
