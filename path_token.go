@@ -138,9 +138,10 @@ func (b *backend) tokenRevoke(_ context.Context, req *logical.Request, _ *framew
 }
 
 // logLogin writes one debug line per login with its duration and outcome.
-// It never logs the token or the credentials.
+// It never logs the token or the credentials. The duration is a string
+// because Vault's log shows a time.Duration from a plugin as nanoseconds.
 func (b *backend) logLogin(operation, host string, start time.Time, err error) {
-	took := time.Since(start)
+	took := time.Since(start).String()
 	if err != nil {
 		b.Logger().Debug("login failed", "operation", operation, "host", host, "took", took, "error", err)
 		return

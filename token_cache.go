@@ -111,7 +111,7 @@ func (c *tokenCache) run(ctx context.Context, flight *loginFlight, login func(co
 		// the API offers, but no later read can reuse it.
 		c.logger.Warn("the API issued a token with less than reuse_min_ttl of life left, "+
 			"so every token read logs in again; check the clocks of Vault and the API",
-			"expires_at", token.expiresAt.UTC().Format(time.RFC3339), "reuse_min_ttl", c.minTTL)
+			"expires_at", token.expiresAt.UTC().Format(time.RFC3339), "reuse_min_ttl", c.minTTL.String())
 	}
 }
 
