@@ -172,7 +172,7 @@ func startDevVault(t testing.TB) *vaultServer {
 	v.cmd.Env = cleanEnv()
 	v.cmd.Stdout = logFile
 	v.cmd.Stderr = logFile
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	v.cmd.SysProcAttr = vaultProcAttr()
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -230,9 +230,22 @@ func (v *vaultServer) stop() {
 	select {
 	case <-v.done:
 	case <-time.After(10 * time.Second):
-		_ = v.cmd.Process.Kill()
+		v.killGroup()
 		<-v.done
 	}
+}
+
+// vaultProcAttr puts a Vault process in a process group of its own, so
+// that killGroup also reaches the plugin processes it starts, and kills it
+// if the test process dies first.
+func vaultProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// killGroup sends SIGKILL to the Vault process and every plugin process in
+// its group. SIGKILL to Vault alone would leave its plugins running.
+func (v *vaultServer) killGroup() {
+	_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
 }
 
 // cleanEnv is the test process's environment without VAULT_ variables, so

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -121,7 +120,7 @@ func (n *raftNode) start(t testing.TB, token string) {
 	v.cmd.Env = cleanEnv()
 	v.cmd.Stdout = logFile
 	v.cmd.Stderr = logFile
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	v.cmd.SysProcAttr = vaultProcAttr()
 	if err := v.cmd.Start(); err != nil {
 		logFile.Close()
 		t.Fatal(err)
@@ -138,13 +137,11 @@ func (n *raftNode) start(t testing.TB, token string) {
 	n.waitHealth(t, 60*time.Second, func(*vaultapi.HealthResponse) bool { return true })
 }
 
-// kill ends the node's process with SIGKILL, as a crash or a power loss
-// would, and waits until it has exited.
+// kill ends the node's process and its plugin processes with SIGKILL, as
+// a crash or a power loss would, and waits until Vault has exited.
 func (n *raftNode) kill(t testing.TB) {
 	t.Helper()
-	if err := n.server.cmd.Process.Kill(); err != nil {
-		t.Fatalf("killing %s: %v", n.ID, err)
-	}
+	n.server.killGroup()
 	<-n.server.done
 }
 
