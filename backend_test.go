@@ -209,7 +209,7 @@ func TestInvalidateDropsCachedSession(t *testing.T) {
 	if err != nil {
 		t.Fatalf("token read after invalidation: %v", err)
 	}
-	if resp.Data["token"] == "" {
-		t.Error("token read after invalidation returned no token")
+	if token, _ := resp.Data["token"].(string); token == "" {
+		t.Errorf("token read after invalidation returned no token: %#v", resp)
 	}
 }

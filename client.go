@@ -179,6 +179,9 @@ func (c *client) checkResponse(ctx context.Context, resp *http.Response, attempt
 	}
 
 	apiErr := &APIError{StatusCode: resp.StatusCode, Host: c.host, Attempts: attempts.count}
+	if resp.Request != nil {
+		apiErr.Path = resp.Request.URL.Path
+	}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		apiErr.Location = redactURL(resp.Header.Get("Location"))
 		return apiErr

@@ -1,6 +1,7 @@
 package noventiq
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +26,11 @@ const (
 	// TestURL is the vendor's test environment. The vendor's pages also
 	// spell it with "demoslweb"; the url field takes either.
 	TestURL = "https://api.ecommerce.noventiq.com.demonqweb.com"
+
+	// maxCredentialBytes bounds the username and the password. The API
+	// documents no limit; this one keeps a mistaken paste of a large file
+	// out of storage and, for the username, out of the log.
+	maxCredentialBytes = 1024
 
 	defaultRequestTimeout = 10 * time.Second
 	maxRequestTimeout     = 5 * time.Minute
@@ -93,6 +100,12 @@ func (c *config) validate() error {
 	if c.Password == "" {
 		return errors.New("password must not be empty")
 	}
+	if len(c.Username) > maxCredentialBytes {
+		return fmt.Errorf("username is %d bytes long; the maximum is %d", len(c.Username), maxCredentialBytes)
+	}
+	if len(c.Password) > maxCredentialBytes {
+		return fmt.Errorf("password is %d bytes long; the maximum is %d", len(c.Password), maxCredentialBytes)
+	}
 
 	normalized, err := validateURL(c.URL)
 	if err != nil {
@@ -155,8 +168,22 @@ func validateURL(raw string) (string, error) {
 		return "", fmt.Errorf("url %q must not contain a query or fragment", shown)
 	}
 
+	if port := parsed.Port(); port != "" {
+		number, err := strconv.Atoi(port)
+		if err != nil || number < 1 || number > 65535 {
+			return "", fmt.Errorf("url %q has an invalid port %q; expected 1 to 65535", shown, port)
+		}
+	}
+
 	parsed.Path = strings.TrimRight(parsed.Path, "/")
 	parsed.RawPath = ""
+
+	// The plugin appends /v1/login_check itself, so a url that already ends
+	// in it or in /v1 would send logins to /v1/v1/login_check.
+	if strings.HasSuffix(parsed.Path, loginPath) || strings.HasSuffix(parsed.Path, "/v1") {
+		return "", fmt.Errorf("url %q must be the API's base URL without /v1 or %s, such as %s",
+			shown, loginPath, ProductionURL)
+	}
 	return parsed.String(), nil
 }
 
@@ -211,6 +238,13 @@ func validateCACert(pemData string) error {
 	}
 	if found == 0 {
 		return errors.New("ca_cert contains no PEM-encoded certificate")
+	}
+
+	// Text between blocks, such as the comments of a CA bundle, is
+	// ignored, but a block that does not decode, for example one cut off
+	// while pasting, would be dropped without a word.
+	if bytes.Contains(rest, []byte("-----BEGIN")) {
+		return errors.New("ca_cert contains a PEM block that does not decode; check that it is complete")
 	}
 	return nil
 }

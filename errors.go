@@ -39,6 +39,9 @@ type APIError struct {
 	Host       string
 	Errors     []APIErrorItem
 
+	// Path is the path the login was sent to, without any query.
+	Path string
+
 	// Location is the redirect target of a 3xx response, without user info
 	// or query.
 	Location string
@@ -71,7 +74,7 @@ func (e *APIError) Error() string {
 			"set url to the final address", e.Host, status, e.Location)
 	case e.StatusCode == http.StatusNotFound:
 		return fmt.Sprintf("Noventiq API at %s has no login endpoint at %s (%s); "+
-			"check the url field of the config", e.Host, loginPath, status)
+			"check the url field of the config", e.Host, e.Path, status)
 	case e.StatusCode >= 500:
 		if e.Attempts > 1 {
 			status = fmt.Sprintf("%s after %d attempts", status, e.Attempts)

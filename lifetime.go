@@ -36,6 +36,9 @@ func tokenLifeOf(result *loginResult, now time.Time) (tokenLife, error) {
 		}
 	}
 
+	// expires_at is shown in whole seconds, so the end is rounded down to
+	// one: a lease computed from it then ends no later than the time shown.
+	life.expiresAt = life.expiresAt.Truncate(time.Second)
 	life.remaining = life.expiresAt.Sub(now)
 	if life.remaining <= 0 {
 		return tokenLife{}, fmt.Errorf(
@@ -44,4 +47,21 @@ func tokenLifeOf(result *loginResult, now time.Time) (tokenLife, error) {
 			result.Date.UTC().Format(time.RFC3339), TokenLifetime)
 	}
 	return life, nil
+}
+
+// leaseMargin is taken off every lease TTL. Vault starts a lease's clock a
+// few milliseconds after the plugin computes its TTL, so without a margin
+// the lease would end just after the token.
+const leaseMargin = time.Second
+
+// leaseTTL returns the TTL of a lease for a token that expires at
+// expiresAt: the whole seconds left at now, less leaseMargin, and no more
+// than maxTTL when maxTTL is positive. A result of zero or less means the
+// token has too little life left to hand out.
+func leaseTTL(expiresAt, now time.Time, maxTTL time.Duration) time.Duration {
+	ttl := expiresAt.Sub(now).Truncate(time.Second) - leaseMargin
+	if maxTTL > 0 && ttl > maxTTL {
+		ttl = maxTTL
+	}
+	return ttl
 }

@@ -56,3 +56,31 @@ func TestTokenLifeOfDeadToken(t *testing.T) {
 		}
 	}
 }
+
+func TestLeaseTTL(t *testing.T) {
+	now := time.Date(2026, time.March, 1, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name      string
+		expiresAt time.Time
+		maxTTL    time.Duration
+		want      time.Duration
+	}{
+		{"whole seconds left", now.Add(10 * time.Hour), 0, 10*time.Hour - time.Second},
+		{"fraction of a second dropped", now.Add(90*time.Second + 999*time.Millisecond), 0, 89 * time.Second},
+		{"capped by the max TTL", now.Add(10 * time.Hour), 20 * time.Second, 20 * time.Second},
+		{"max TTL longer than the token", now.Add(30 * time.Second), time.Hour, 29 * time.Second},
+		{"under a second and a half left", now.Add(1500 * time.Millisecond), 0, 0},
+		{"already expired", now.Add(-time.Second), 0, -2 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := leaseTTL(tc.expiresAt, now, tc.maxTTL)
+			if got != tc.want {
+				t.Errorf("leaseTTL = %s, want %s", got, tc.want)
+			}
+			if got > 0 && now.Add(got).After(tc.expiresAt.Add(-leaseMargin)) {
+				t.Errorf("a lease of %s would end less than %s before the token", got, leaseMargin)
+			}
+		})
+	}
+}

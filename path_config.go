@@ -210,11 +210,29 @@ func (b *backend) verifyCredentials(ctx context.Context, cfg *config) *logical.R
 	_, err = c.login(ctx, cfg.Username, cfg.Password)
 	b.logLogin("config check", c.host, start, err)
 	if err != nil {
-		return logical.ErrorResponse(fmt.Sprintf(
-			"login check failed, nothing was stored: %v; "+
-				"write with verify_credentials=false to store the settings without the check", err))
+		return logical.ErrorResponse(checkFailureMessage(c.host, err))
 	}
 	return nil
+}
+
+// checkFailureMessage explains why the login check of a config write
+// failed. Only when the API could not be reached or failed does it suggest
+// storing the settings unchecked: settings the API rejected would fail
+// every token read too.
+func checkFailureMessage(host string, err error) string {
+	var apiErr *APIError
+	var transportErr *TransportError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.HasCode(codeBadCredentials):
+		return fmt.Sprintf("login check failed, nothing was stored: Noventiq API at %s "+
+			"rejected this username and password (HTTP %d, error %d %s); check them and write again",
+			host, apiErr.StatusCode, codeBadCredentials, errorMeanings[codeBadCredentials])
+	case errors.As(err, &transportErr), errors.As(err, &apiErr) && apiErr.StatusCode >= 500:
+		return fmt.Sprintf("login check failed, nothing was stored: %v; if the API is unreachable "+
+			"only for now, write with verify_credentials=false to store the settings without the check", err)
+	default:
+		return fmt.Sprintf("login check failed, nothing was stored: %v", err)
+	}
 }
 
 func (b *backend) configDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

@@ -2,6 +2,7 @@ package noventiq
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,8 @@ func TestConfigReadBeforeWrite(t *testing.T) {
 
 func TestConfigWriteRejectsBadInput(t *testing.T) {
 	_, api := newStandin(t, standin.Options{})
+	tlsAPI := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(tlsAPI.Close)
 
 	cases := []struct {
 		name      string
@@ -115,6 +118,21 @@ func TestConfigWriteRejectsBadInput(t *testing.T) {
 			"password": testPassword, "url": api.URL, "request_timeout": "soon"}, "request_timeout"},
 		{"ca_cert that is not PEM", map[string]interface{}{"username": testUsername,
 			"password": testPassword, "url": api.URL, "ca_cert": "not a certificate"}, "ca_cert"},
+		{"port zero", map[string]interface{}{"username": testUsername,
+			"password": testPassword, "url": "https://example.com:0"}, "port"},
+		{"port out of range", map[string]interface{}{"username": testUsername,
+			"password": testPassword, "url": "https://example.com:99999"}, "port"},
+		{"url ending in /v1", map[string]interface{}{"username": testUsername,
+			"password": testPassword, "url": api.URL + "/v1/"}, "without /v1"},
+		{"url of the login endpoint", map[string]interface{}{"username": testUsername,
+			"password": testPassword, "url": api.URL + "/v1/login_check"}, "without /v1"},
+		{"ca_cert with a cut-off block", map[string]interface{}{"username": testUsername,
+			"password": testPassword, "url": api.URL,
+			"ca_cert": certificatePEM(tlsAPI) + "-----BEGIN CERTIFICATE-----\nMIIB"}, "ca_cert"},
+		{"username too long", map[string]interface{}{"username": strings.Repeat("u", maxCredentialBytes+1),
+			"password": testPassword, "url": api.URL}, "username"},
+		{"password too long", map[string]interface{}{"username": testUsername,
+			"password": strings.Repeat("p", maxCredentialBytes+1), "url": api.URL}, "password"},
 		{"password as an object", map[string]interface{}{"username": testUsername,
 			"password": map[string]interface{}{"secret": testPassword}, "url": api.URL}, "password"},
 	}
@@ -191,10 +209,15 @@ func TestConfigRejectedCredentialsKeepOldConfig(t *testing.T) {
 		t.Fatalf("config write with rejected credentials succeeded: %#v", resp)
 	}
 	message := resp.Error().Error()
-	for _, want := range []string{"1006", "nothing was stored", "verify_credentials=false"} {
+	for _, want := range []string{"1006", "nothing was stored", "rejected this username and password"} {
 		if !strings.Contains(message, want) {
 			t.Errorf("error %q does not contain %q", message, want)
 		}
+	}
+	// Storing credentials the API just rejected would only fail every
+	// token read, so the error must not suggest skipping the check.
+	if strings.Contains(message, "verify_credentials") {
+		t.Errorf("error %q suggests skipping the check for rejected credentials", message)
 	}
 	if strings.Contains(message, "wrong-password") {
 		t.Errorf("error %q contains the rejected password", message)
@@ -247,8 +270,12 @@ func TestConfigCheckAgainstUnreachableAPI(t *testing.T) {
 		t.Fatalf("config write against a closed port succeeded: %#v", resp)
 	}
 	host := strings.TrimPrefix(url, "http://")
-	if message := resp.Error().Error(); !strings.Contains(message, host) {
+	message := resp.Error().Error()
+	if !strings.Contains(message, host) {
 		t.Errorf("error %q does not name the host %s", message, host)
+	}
+	if !strings.Contains(message, "verify_credentials=false") {
+		t.Errorf("error %q does not say how to store the settings while the API is unreachable", message)
 	}
 	if cfg := tb.storedConfig(t); cfg != nil {
 		t.Errorf("a failed check stored a config: %+v", cfg)
@@ -311,5 +338,27 @@ func TestConfigPasswordsRoundTripExactly(t *testing.T) {
 			}
 			tb.assertLogsClean(t, password)
 		})
+	}
+}
+
+func TestValidateCACertAcceptsBundleComments(t *testing.T) {
+	api := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(api.Close)
+	bundle := "# Private CA, issued 2026\n" + certificatePEM(api) + "\n# end of bundle\n"
+	if err := validateCACert(bundle); err != nil {
+		t.Errorf("validateCACert rejected a bundle with comments: %v", err)
+	}
+}
+
+func TestNotFoundErrorNamesRequestedPath(t *testing.T) {
+	api := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(api.Close)
+
+	_, err := newTestClient(t, api.URL+"/gateway", 5*time.Second).login(t.Context(), "u", "p")
+	if err == nil {
+		t.Fatal("login against a 404 succeeded")
+	}
+	if !strings.Contains(err.Error(), "/gateway/v1/login_check") {
+		t.Errorf("error %q does not name the path the login was sent to", err)
 	}
 }

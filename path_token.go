@@ -58,8 +58,9 @@ func secretToken(b *backend) *framework.Secret {
 				Description: "When the API issued the token (RFC 3339).",
 			},
 			"expires_at": {
-				Type:        framework.TypeTime,
-				Description: "When the token stops working upstream, 24 hours after issue (RFC 3339).",
+				Type: framework.TypeTime,
+				Description: "When the token stops working upstream (RFC 3339): 24 hours after " +
+					"issued_at, or after the request was sent if that is earlier.",
 			},
 		},
 		Revoke: b.tokenRevoke,
@@ -88,13 +89,10 @@ func (b *backend) tokenRead(ctx context.Context, req *logical.Request, _ *framew
 		return nil, err
 	}
 
-	ttl := token.expiresAt.Sub(b.now())
+	ttl := leaseTTL(token.expiresAt, b.now(), b.System().MaxLeaseTTL())
 	if ttl <= 0 {
 		return nil, logical.CodedError(http.StatusBadGateway,
-			"the token expired before it could be handed out; read again")
-	}
-	if maxTTL := b.System().MaxLeaseTTL(); maxTTL > 0 && ttl > maxTTL {
-		ttl = maxTTL
+			"the token expires in less than a second, too soon to hand out; read again")
 	}
 
 	resp := b.Secret(secretTokenType).Response(map[string]interface{}{

@@ -55,8 +55,16 @@ func TestTokenReadReturnsLease(t *testing.T) {
 	if secret.Renewable {
 		t.Error("lease is renewable")
 	}
-	if secret.TTL > TokenLifetime || secret.TTL < TokenLifetime-time.Since(before)-time.Second {
-		t.Errorf("lease TTL = %s, want just under %s", secret.TTL, TokenLifetime)
+	// The TTL is whole seconds, a margin of one second below the token's
+	// remaining life.
+	if secret.TTL > TokenLifetime-leaseMargin {
+		t.Errorf("lease TTL = %s, want at most %s", secret.TTL, TokenLifetime-leaseMargin)
+	}
+	if secret.TTL < TokenLifetime-time.Since(before)-leaseMargin-2*time.Second {
+		t.Errorf("lease TTL = %s, want just under %s", secret.TTL, TokenLifetime-leaseMargin)
+	}
+	if secret.TTL%time.Second != 0 {
+		t.Errorf("lease TTL = %s, want whole seconds", secret.TTL)
 	}
 	if secret.MaxTTL != secret.TTL {
 		t.Errorf("lease max TTL = %s, want the TTL %s", secret.MaxTTL, secret.TTL)

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -91,6 +92,20 @@ func TestTokenReadEndToEnd(t *testing.T) {
 	lookup := v.mustCLI(t, "lease", "lookup", "-format=json", tokenRead.LeaseID)
 	if strings.Contains(lookup, standinPassword) || strings.Contains(lookup, token) {
 		t.Errorf("lease lookup contains the password or the token:\n%s", lookup)
+	}
+
+	// Vault's own record of the lease must end before the token does.
+	var lease struct {
+		Data struct {
+			ExpireTime time.Time `json:"expire_time"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(lookup), &lease); err != nil {
+		t.Fatalf("decoding lease lookup: %v\n%s", err, lookup)
+	}
+	if lease.Data.ExpireTime.After(expiresAt) {
+		t.Errorf("lease expire_time %s is after the token's expires_at %s",
+			lease.Data.ExpireTime.Format(time.RFC3339Nano), expiresAt.Format(time.RFC3339))
 	}
 
 	v.mustCLI(t, "lease", "revoke", tokenRead.LeaseID)

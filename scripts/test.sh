@@ -2,7 +2,8 @@
 # Runs every test: formatting and vet, unit tests with the race detector,
 # each fuzz target for a short bounded time, then the end-to-end tests
 # against the pinned Vault (built on first use). Any stage that cannot run
-# fails the whole command; nothing is skipped.
+# fails the whole command. The one test skipped by default is the vendor
+# acceptance test, which needs NOVENTIQ_ACC_USERNAME and _PASSWORD.
 #
 #   scripts/test.sh          everything
 #   scripts/test.sh fuzz     only the fuzz stage
