@@ -89,7 +89,7 @@ func (tb *testBackend) request(t testing.TB, op logical.Operation, path string, 
 		exists, _, err := tb.HandleExistenceCheck(context.Background(), req)
 		var userErr errutil.UserError
 		if errors.As(err, &userErr) {
-			// Vault answers a user error from an existence check with 400.
+			// Vault returns 400 for a user error from an existence check.
 			return logical.ErrorResponse(userErr.Error()), nil
 		}
 		if err != nil {

@@ -44,7 +44,7 @@ const (
 // without leaving the machine.
 var testDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// loginResult is what a successful login returns.
+// loginResult is the outcome of a successful login.
 type loginResult struct {
 	Token string
 
@@ -287,7 +287,7 @@ func isPermanentError(err error) bool {
 		(errors.As(err, &dnsErr) && dnsErr.IsNotFound)
 }
 
-// isNotTLSError reports whether the server answered a TLS handshake with
+// isNotTLSError reports whether the server responded to a TLS handshake with
 // something else. net/http reports a plain HTTP answer only as an error
 // string, not as a type.
 func isNotTLSError(err error) bool {

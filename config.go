@@ -28,8 +28,8 @@ const (
 	TestURL = "https://api.ecommerce.noventiq.com.demonqweb.com"
 
 	// maxCredentialBytes bounds the username and the password. The API
-	// documents no limit; this one keeps a mistaken paste of a large file
-	// out of storage and, for the username, out of the log.
+	// documents no limit, but this one keeps a mistaken paste of a large
+	// file out of storage, and a long username out of the log.
 	maxCredentialBytes = 1024
 
 	defaultRequestTimeout = 10 * time.Second

@@ -461,7 +461,7 @@ func passwordEchoingServer(t *testing.T) faultServer {
 	return server
 }
 
-// redirectServer answers every login with a redirect to a second server,
+// redirectServer responds to every login with a redirect to a second server,
 // which must receive nothing.
 func redirectServer(status int) func(t *testing.T) faultServer {
 	return func(t *testing.T) faultServer {
@@ -481,7 +481,7 @@ func redirectServer(status int) func(t *testing.T) faultServer {
 	}
 }
 
-// slowServerErrors answers 503 after a pause, so that the retries use up a
+// slowServerErrors returns 503 after a pause, so that the retries use up a
 // one-second request_timeout.
 func slowServerErrors(t *testing.T) faultServer {
 	server, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -595,7 +595,7 @@ func echoServer(t *testing.T) faultServer {
 	})
 }
 
-// hugeHeaderServer answers with 128 KiB of headers.
+// hugeHeaderServer responds with 128 KiB of headers.
 func hugeHeaderServer(t *testing.T) faultServer {
 	return tcpServer(t, func(conn net.Conn) {
 		defer conn.Close()

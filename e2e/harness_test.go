@@ -139,7 +139,7 @@ func freePortPair(t testing.TB) int {
 }
 
 // startDevVault starts `vault server -dev` on loopback with the plugin
-// directory set and waits until it answers. The server logs at trace level
+// directory set and waits until it responds. The server logs at trace level
 // to a file in the test's temporary directory and stops when the test ends.
 func startDevVault(t testing.TB) *vaultServer {
 	t.Helper()
