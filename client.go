@@ -288,7 +288,7 @@ func isPermanentError(err error) bool {
 }
 
 // isNotTLSError reports whether the server responded to a TLS handshake with
-// something else. net/http reports a plain HTTP answer only as an error
+// something else. net/http reports a plain HTTP response only as an error
 // string, not as a type.
 func isNotTLSError(err error) bool {
 	var recordErr tls.RecordHeaderError

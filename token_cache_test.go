@@ -207,7 +207,7 @@ func TestTokenReuseLeaseFollowsRemainingLife(t *testing.T) {
 
 	// Another hour leaves 30 minutes, below the 1h minimum. The API now
 	// issues tokens dated at its current time, which the offset clock
-	// sees as 90 minutes old.
+	// measures as 90 minutes old.
 	clock.Advance(time.Hour)
 	fake.SetIssuedAgo(0)
 	third := tb.readToken(t)

@@ -43,7 +43,8 @@ func writeError(w http.ResponseWriter, e *apiError) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	// Marshal cannot fail on the plain structs that this package sends.
+	// Marshal fails only on channels, functions, cyclic values and the like;
+	// every value this package sends is a struct of strings and integers.
 	body, _ := json.Marshal(v)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
